@@ -1,0 +1,126 @@
+"""Image preparation, grids and prompt checks for the CLIP, BLIP and diffusion lessons."""
+
+import warnings
+
+from PIL import Image
+
+
+def check_prompts(prompts) -> list[str]:
+    """Return ``prompts`` as a non-empty list of strings, or raise a clear error."""
+    from course_utils.text import check_sentences
+
+    try:
+        return check_sentences(prompts)
+    except ValueError:
+        raise ValueError("The prompt list is empty: pass at least one prompt.") from None
+
+
+def check_multiple_of(size, multiple: int = 8) -> tuple[int, int]:
+    """Check that ``(width, height)`` are positive multiples of ``multiple``.
+
+    Stable Diffusion's autoencoder shrinks each side by 8, so pipelines need
+    both sides divisible by 8.
+    """
+    width, height = size
+    if width <= 0 or height <= 0 or width % multiple or height % multiple:
+        fixed = (max(multiple, round(width / multiple) * multiple), max(multiple, round(height / multiple) * multiple))
+        raise ValueError(
+            f"Image size {width}x{height} is not divisible by {multiple}; use for example "
+            f"{fixed[0]}x{fixed[1]} (course_utils.images.prepare_image resizes for you)."
+        )
+    return int(width), int(height)
+
+
+def prepare_image(image: Image.Image, size, multiple: int = 8) -> Image.Image:
+    """Convert an image to RGB and resize it to ``size`` for a pipeline.
+
+    Args:
+        image: Any PIL image; other modes are converted to RGB with a warning
+            (an alpha channel is composited on white).
+        size: ``(width, height)`` in pixels, each a multiple of ``multiple``.
+
+    Returns:
+        An RGB image of exactly ``size`` (aspect ratio is not kept: crop first to keep it).
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image, got {type(image).__name__}; use PIL.Image.open(path).")
+    size = check_multiple_of(size, multiple)
+    if image.mode != "RGB":
+        warnings.warn(f"Converted image from mode {image.mode!r} to 'RGB'.", stacklevel=2)
+        if image.mode in ("RGBA", "LA", "P"):
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, rgba)
+        image = image.convert("RGB")
+    if image.size != size:
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    return image
+
+
+def image_grid(images, columns: int | None = None, pad: int = 2, background=(255, 255, 255)) -> Image.Image:
+    """Paste images into one grid image, row by row.
+
+    Args:
+        images: Non-empty list of PIL images; each is resized to the first one's size.
+        columns: Images per row; default None makes the grid roughly square.
+        pad: Gap between images, in pixels.
+
+    Returns:
+        One RGB image.
+    """
+    import math
+
+    images = list(images)
+    if not images:
+        raise ValueError("images is empty: pass at least one image.")
+    if not all(isinstance(im, Image.Image) for im in images):
+        raise TypeError("every item of images must be a PIL image.")
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    if columns < 1:
+        raise ValueError(f"columns must be at least 1, got {columns}.")
+    rows = math.ceil(len(images) / columns)
+    width, height = images[0].size
+    grid = Image.new("RGB", (columns * width + (columns - 1) * pad, rows * height + (rows - 1) * pad), background)
+    for index, image in enumerate(images):
+        tile = image.convert("RGB").resize((width, height)) if image.size != (width, height) else image.convert("RGB")
+        row, column = divmod(index, columns)
+        grid.paste(tile, (column * (width + pad), row * (height + pad)))
+    return grid
+
+
+def show_images(images, titles=None, columns: int | None = None, size: float = 2.2, suptitle=None):
+    """Show images side by side with matplotlib, each with an optional title.
+
+    Args:
+        images: Non-empty list of PIL images or arrays.
+        titles: Optional list of the same length.
+        columns: Images per row; default all in one row up to 8.
+        size: Inches per panel.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    import math
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    images = list(images)
+    if not images:
+        raise ValueError("images is empty: pass at least one image.")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"Got {len(images)} images but {len(titles)} titles.")
+    columns = columns or min(len(images), 8)
+    rows = math.ceil(len(images) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + 0.3), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < len(images):
+            picture = np.asarray(images[index])
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=255 if picture.dtype == np.uint8 else None)
+            if titles is not None:
+                ax.set_title(str(titles[index]), fontsize=8)
+    if suptitle:
+        figure.suptitle(suptitle)
+    figure.tight_layout()
+    return figure

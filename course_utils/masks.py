@@ -1,0 +1,112 @@
+"""Inpainting masks: shapes, feathering and the checks a pipeline needs.
+
+Convention (the diffusers inpainting pipelines'): a mask is a single-channel
+``"L"`` image the size of the picture, where white (255) marks pixels to
+repaint and black (0) pixels to keep. Taught in
+``notebooks/session2/09_diffusion_inpainting.ipynb``.
+"""
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+
+def _check_size(size) -> tuple[int, int]:
+    if (not isinstance(size, tuple | list) or len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise ValueError(f"size must be (width, height) in positive whole pixels, got {size!r}.")
+    return int(size[0]), int(size[1])
+
+
+def rectangle_mask(size, box) -> Image.Image:
+    """Return a mask that is white inside ``box``.
+
+    Args:
+        size: ``(width, height)`` of the image, in pixels.
+        box: ``(left, top, right, bottom)`` in pixels, right and bottom exclusive;
+            it must overlap the image and have positive width and height.
+    """
+    width, height = _check_size(size)
+    left, top, right, bottom = box
+    if right <= left or bottom <= top:
+        raise ValueError(f"box {tuple(box)} is empty; give (left, top, right, bottom) with right > left and bottom > top.")
+    if right <= 0 or bottom <= 0 or left >= width or top >= height:
+        raise ValueError(f"box {tuple(box)} lies outside the {width}x{height} image; move it inside.")
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).rectangle((left, top, right - 1, bottom - 1), fill=255)
+    return mask
+
+
+def circle_mask(size, center, radius: float) -> Image.Image:
+    """Return a mask that is white inside a circle.
+
+    Args:
+        size: ``(width, height)`` of the image, in pixels.
+        center: ``(x, y)`` of the centre, in pixels; it must lie inside the image.
+        radius: Radius in pixels, positive.
+    """
+    width, height = _check_size(size)
+    x, y = center
+    if radius <= 0:
+        raise ValueError(f"radius must be positive, got {radius!r}.")
+    if not (0 <= x < width and 0 <= y < height):
+        raise ValueError(f"center {tuple(center)} lies outside the {width}x{height} image; move it inside.")
+    yy, xx = np.mgrid[0:height, 0:width]
+    inside = (xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= radius**2
+    return Image.fromarray((inside * 255).astype(np.uint8), mode="L")
+
+
+def feather_mask(mask: Image.Image, radius: float) -> Image.Image:
+    """Blur a mask's edge so the repainted region blends into its surroundings.
+
+    Args:
+        mask: Binary ``"L"`` mask.
+        radius: Gaussian blur radius in pixels; 0 returns a copy. Larger radii
+            blend more but also let the pipeline change pixels just outside the mask.
+
+    Returns:
+        A soft ``"L"`` mask with values between 0 and 255.
+    """
+    if radius < 0:
+        raise ValueError(f"radius must be non-negative, got {radius!r}.")
+    check_mask(mask, allow_soft=True)
+    return mask.copy() if radius == 0 else mask.filter(ImageFilter.GaussianBlur(radius))
+
+
+def check_mask(mask, image=None, allow_soft: bool = False) -> Image.Image:
+    """Validate a mask against the convention and, optionally, against its image.
+
+    Args:
+        mask: PIL image, mode ``"L"`` (or ``"1"``, converted).
+        image: The picture to inpaint; if given, sizes must match.
+        allow_soft: Accept grey values (a feathered mask); otherwise only 0 and 255.
+
+    Returns:
+        The mask in mode ``"L"``.
+
+    Raises:
+        TypeError: not a PIL image. ValueError: wrong mode, size mismatch,
+            grey values when not allowed, or nothing to repaint.
+    """
+    if not isinstance(mask, Image.Image):
+        raise TypeError(f"mask must be a PIL image, got {type(mask).__name__}.")
+    if mask.mode == "1":
+        mask = mask.convert("L")
+    if mask.mode != "L":
+        raise ValueError(
+            f"mask has mode {mask.mode!r}; masks are single-channel 'L' images (white = repaint). "
+            "Convert with mask.convert('L')."
+        )
+    if image is not None and image.size != mask.size:
+        raise ValueError(
+            f"mask is {mask.size[0]}x{mask.size[1]} but the image is {image.size[0]}x{image.size[1]}; "
+            "make the mask for the same size (or resize both)."
+        )
+    values = np.asarray(mask)
+    if not allow_soft and not np.isin(values, (0, 255)).all():
+        raise ValueError(
+            "mask has grey values; a hard mask holds only 0 (keep) and 255 (repaint). Threshold it with "
+            "mask.point(lambda v: 255 if v >= 128 else 0), or pass allow_soft=True for a feathered mask."
+        )
+    if values.max() == 0:
+        raise ValueError("mask is all black, so there is nothing to repaint; draw a white region.")
+    return mask

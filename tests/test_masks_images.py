@@ -1,0 +1,125 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from course_utils.images import (
+    check_multiple_of,
+    check_prompts,
+    image_grid,
+    prepare_image,
+    show_images,
+)
+from course_utils.masks import check_mask, circle_mask, feather_mask, rectangle_mask
+
+
+def test_rectangle_mask_white_inside_box():
+    mask = np.asarray(rectangle_mask((8, 6), (2, 1, 5, 4)))
+    assert mask.shape == (6, 8)
+    assert mask[1:4, 2:5].min() == 255
+    assert mask.sum() == 255 * 9
+
+
+def test_circle_mask_area_close_to_pi_r_squared():
+    mask = np.asarray(circle_mask((64, 64), (32, 32), 10)) > 0
+    assert abs(mask.sum() - np.pi * 100) < 20
+    assert mask[32, 32]
+    assert not mask[0, 0]
+
+
+def test_mask_outside_image_rejected():
+    with pytest.raises(ValueError, match=r"box \(70, 0, 80, 10\) lies outside the 64x64 image"):
+        rectangle_mask((64, 64), (70, 0, 80, 10))
+    with pytest.raises(ValueError, match=r"center \(-1, 5\) lies outside the 64x64 image"):
+        circle_mask((64, 64), (-1, 5), 4)
+
+
+def test_empty_box_rejected():
+    with pytest.raises(ValueError, match="is empty"):
+        rectangle_mask((64, 64), (10, 10, 10, 20))
+
+
+def test_invalid_size_rejected():
+    with pytest.raises(ValueError, match="size must be"):
+        rectangle_mask((64.5, 64), (0, 0, 4, 4))
+
+
+def test_feathering_softens_edge_only():
+    hard = rectangle_mask((32, 32), (8, 8, 24, 24))
+    soft = np.asarray(feather_mask(hard, 2))
+    assert soft[16, 16] == 255
+    assert soft[0, 0] == 0
+    assert 0 < soft[8, 16] < 255
+
+
+def test_check_mask_size_mismatch():
+    with pytest.raises(ValueError, match="mask is 32x32 but the image is 64x64"):
+        check_mask(rectangle_mask((32, 32), (0, 0, 8, 8)), Image.new("RGB", (64, 64)))
+
+
+def test_check_mask_non_binary_rejected():
+    soft = feather_mask(rectangle_mask((32, 32), (8, 8, 24, 24)), 2)
+    with pytest.raises(ValueError, match="mask has grey values"):
+        check_mask(soft)
+    assert check_mask(soft, allow_soft=True) is soft
+
+
+def test_check_mask_wrong_mode():
+    with pytest.raises(ValueError, match="mask has mode 'RGB'"):
+        check_mask(Image.new("RGB", (8, 8), "white"))
+
+
+def test_check_mask_all_black():
+    with pytest.raises(ValueError, match="nothing to repaint"):
+        check_mask(Image.new("L", (8, 8), 0))
+
+
+def test_size_not_multiple_of_8_rejected():
+    with pytest.raises(ValueError, match="Image size 101x64 is not divisible by 8; use for example 104x64"):
+        check_multiple_of((101, 64))
+    assert check_multiple_of((64, 128)) == (64, 128)
+
+
+def test_prepare_image_converts_and_warns():
+    with pytest.warns(UserWarning, match="Converted image from mode 'L' to 'RGB'"):
+        image = prepare_image(Image.new("L", (50, 40), 128), (64, 64))
+    assert image.mode == "RGB"
+    assert image.size == (64, 64)
+
+
+def test_prepare_image_composites_alpha_on_white():
+    transparent = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    with pytest.warns(UserWarning, match="RGBA"):
+        image = prepare_image(transparent, (8, 8))
+    assert image.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_prepare_image_rejects_bad_size():
+    with pytest.raises(ValueError, match="not divisible by 8"):
+        prepare_image(Image.new("RGB", (8, 8)), (30, 30))
+
+
+def test_empty_prompt_list_rejected():
+    with pytest.raises(ValueError, match="The prompt list is empty"):
+        check_prompts([])
+    assert check_prompts("a red circle") == ["a red circle"]
+
+
+def test_image_grid_layout():
+    tiles = [Image.new("RGB", (10, 10), c) for c in ("red", "green", "blue")]
+    grid = image_grid(tiles, columns=2, pad=2)
+    assert grid.size == (22, 22)
+    assert grid.getpixel((12, 0)) == (0, 128, 0)
+    with pytest.raises(ValueError, match="images is empty"):
+        image_grid([])
+
+
+def test_show_images_titles_must_match():
+    tiles = [Image.new("RGB", (4, 4))] * 2
+    figure = show_images(tiles, titles=["a", "b"])
+    assert [ax.get_title() for ax in figure.axes[:2]] == ["a", "b"]
+    with pytest.raises(ValueError, match="Got 2 images but 1 titles"):
+        show_images(tiles, titles=["a"])
