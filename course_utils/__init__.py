@@ -17,6 +17,7 @@ _SUBMODULES = {
     "colab",
     "data",
     "device",
+    "encoders",
     "fusion",
     "images",
     "masks",
