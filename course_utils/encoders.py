@@ -104,8 +104,8 @@ def embed_audio(waveforms, feature_extractor, model, sample_rate: int, batch_siz
         inputs = feature_extractor(batch, sampling_rate=sample_rate, padding=True,
                                    return_attention_mask=True, return_tensors="pt").to(device)
         sample_mask = inputs.pop("attention_mask")
-        # Group-norm models such as wav2vec2-base expect zero padding and no mask;
-        # the extractor's config says which kind this model is.
+        # Group-norm models such as wav2vec2-base expect zero padding and no mask,
+        # and the extractor's return_attention_mask setting records which kind this is.
         if feature_extractor.return_attention_mask:
             inputs["attention_mask"] = sample_mask
         with torch.inference_mode():

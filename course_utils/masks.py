@@ -104,7 +104,7 @@ def check_mask(mask, image=None, allow_soft: bool = False) -> Image.Image:
     values = np.asarray(mask)
     if not allow_soft and not np.isin(values, (0, 255)).all():
         raise ValueError(
-            "mask has grey values; a hard mask holds only 0 (keep) and 255 (repaint). Threshold it with "
+            "mask has grey values; a hard mask contains only 0 (keep) and 255 (repaint). Threshold it with "
             "mask.point(lambda v: 255 if v >= 128 else 0), or pass allow_soft=True for a feathered mask."
         )
     if values.max() == 0:

@@ -1,7 +1,7 @@
 """Model registry: for each role, the Hub id (``full``) and the offline source (``mini``).
 
 Notebooks never hard-code a model id. They ask :func:`model_source` for the
-role they need and pass the answer to the usual ``from_pretrained`` class, so
+role they need and pass the returned id or folder to the usual ``from_pretrained`` class, so
 the same cell runs on both profiles.
 """
 

@@ -7,7 +7,7 @@ lesson reuses :func:`encode_texts`.
 import warnings
 from collections.abc import Sequence
 
-#: Longest input, in word pieces, that all-MiniLM-L6-v2 was trained on; longer
+#: Maximum input length, in word pieces, that all-MiniLM-L6-v2 was trained on. Longer
 #: inputs are truncated, as sentence-transformers does for this model.
 DEFAULT_MAX_LENGTH = 256
 

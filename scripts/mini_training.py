@@ -1,0 +1,177 @@
+"""Shared plumbing for the ``train_mini_*.py`` scripts: arguments, seeding, schedules, probes, metrics.
+
+Training code lives under ``scripts/`` so that notebooks never import it; the
+notebooks only load the saved folders through ``course_utils.registry``.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Let `python scripts/train_mini_x.py` import course_utils without an editable install.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def build_parser(description: str, default_output_dir: Path, default_max_steps: int) -> argparse.ArgumentParser:
+    """Return an argument parser with the options every training script shares.
+
+    Options: ``--max-steps`` (optimizer steps), ``--output-dir`` (model folder),
+    ``--seed``, ``--threads`` (torch CPU threads) and ``--limit`` (cap on the
+    examples loaded per split, for smoke tests; 0 means no cap).
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--max-steps", type=int, default=default_max_steps,
+                        help=f"number of optimizer steps (default {default_max_steps})")
+    parser.add_argument("--output-dir", type=Path, default=default_output_dir,
+                        help=f"folder to write the model, processor and card to (default {default_output_dir})")
+    parser.add_argument("--seed", type=int, default=0, help="seed for every random draw (default 0)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1, because the course machines are shared)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="load at most this many examples per split; 0 loads all (default 0)")
+    return parser
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Raise ``ValueError`` for option values that cannot work."""
+    if args.max_steps < 1:
+        raise ValueError(f"--max-steps must be at least 1, got {args.max_steps}.")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}.")
+    if args.limit < 0:
+        raise ValueError(f"--limit must be 0 (no cap) or positive, got {args.limit}.")
+
+
+def set_up_run(seed: int, threads: int) -> None:
+    """Seed Python's and torch's global generators, keep the Hub offline and cap torch's CPU threads.
+
+    NumPy code in these scripts uses explicit ``np.random.default_rng(seed)`` generators instead.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    # Deterministic kernels make a rerun with the same seed give the same weights on CPU.
+    torch.use_deterministic_algorithms(True)
+
+
+def limit_rows(dataset, limit: int):
+    """Return the first ``limit`` rows of a ``datasets.Dataset`` (all rows when ``limit`` is 0)."""
+    if limit and limit < len(dataset):
+        return dataset.select(range(limit))
+    return dataset
+
+
+def batch_indices(num_examples: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Yield index batches forever, reshuffling at each epoch and dropping the ragged last batch.
+
+    When ``num_examples`` is smaller than ``batch_size`` the batch is the whole set.
+    """
+    batch_size = min(batch_size, num_examples)
+    while True:
+        order = torch.randperm(num_examples, generator=generator)
+        for start in range(0, num_examples - batch_size + 1, batch_size):
+            yield order[start : start + batch_size]
+
+
+def warmup_cosine(step: int, max_steps: int, warmup_steps: int) -> float:
+    """Return the learning-rate factor at ``step``: linear warm-up, then cosine decay to 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, max_steps: int, warmup_steps: int):
+    """Return AdamW and its warm-up-cosine scheduler; biases and norms get no weight decay."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+    )
+    warmup_steps = min(warmup_steps, max(1, max_steps // 10))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, max_steps, warmup_steps)
+    )
+    return optimizer, scheduler
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Return the number of parameters of ``model``."""
+    return sum(param.numel() for param in model.parameters())
+
+
+def folder_size_mb(folder: Path) -> float:
+    """Return the total size of the files directly inside ``folder``, in MB (10^6 bytes)."""
+    return sum(path.stat().st_size for path in Path(folder).iterdir() if path.is_file()) / 1e6
+
+
+def check_safetensors_only(folder: Path) -> None:
+    """Raise ``RuntimeError`` when ``folder`` contains pickled weights (``.bin``, ``.pt``, ``.pth``, ``.ckpt``)."""
+    pickles = [path.name for path in Path(folder).iterdir() if path.suffix in {".bin", ".pt", ".pth", ".ckpt"}]
+    if pickles:
+        raise RuntimeError(f"{folder} contains pickled weight files {pickles}. Save with safetensors only.")
+
+
+def probe_accuracy(
+    train_features: np.ndarray,
+    train_labels: Sequence[int],
+    test_features: np.ndarray,
+    test_labels: Sequence[int],
+    c: float = 1.0,
+) -> float:
+    """Fit a logistic-regression probe on standardized features and return its test accuracy (0-1).
+
+    The same probe scores every embedding and baseline, so their accuracies compare directly.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+    probe.fit(train_features, np.asarray(train_labels))
+    return float(probe.score(test_features, np.asarray(test_labels)))
+
+
+class Stopwatch:
+    """Wall-clock timer for the card's "training time" line."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def minutes(self) -> float:
+        """Return the minutes elapsed since construction."""
+        return (time.perf_counter() - self.start) / 60.0
+
+
+def log(message: str) -> None:
+    """Print a progress line immediately, so logs of background runs stay current."""
+    print(message, flush=True)
+
+
+def write_metrics(folder: Path, metrics: dict) -> None:
+    """Write ``metrics`` to ``<folder>/training_metrics.json`` (read by the card, not by notebooks)."""
+    (Path(folder) / "training_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def command_line(script: str, argv: Sequence[str] | None) -> str:
+    """Return the command that reproduces this run, for the model card."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join([".venv/bin/python", f"scripts/{script}", *args]).strip()
