@@ -20,6 +20,7 @@ _SUBMODULES = {
     "encoders",
     "fusion",
     "images",
+    "logs",
     "masks",
     "metrics",
     "paths",

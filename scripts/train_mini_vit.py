@@ -240,8 +240,8 @@ A small `ViTModel` trained for the course's offline (`mini`) profile. It stands 
 ## Architecture
 
 - ViT encoder: 7x7 patches of a 28x28 RGB image (16 patches + class token), 4 layers,
-  hidden size 64, 4 heads, MLP 128, with the standard ViT pooler (dense + tanh on the
-  class token), whose output is the embedding the lesson uses.
+  hidden size 64, 4 heads, MLP 128.
+- Standard ViT pooler (dense + tanh on the class token); its output is the embedding the lesson uses.
 - {metrics['parameters']:,} parameters, stored as float32 safetensors.
 - Image processor: convert to RGB (the digits are grayscale), resize to 28x28 (bilinear; the
   digits already have that size), scale to [0, 1], normalize with mean 0.5 and std 0.5.

@@ -307,7 +307,7 @@ compute than a few thousand one-second clips and minutes of CPU, while the lesso
 embeddings that group clips by word. A linear head on the time-averaged hidden states learns the
 words (cross-entropy, label smoothing 0.1), and only the encoder is saved. Each clip is resampled
 at a random speed (0.85 to 1.15, which moves pitch and formants like another voice), shifted by
-up to 0.1 s and mixed with white noise at 10 to 40 dB SNR; one span of 3 feature frames (60 ms)
+up to 0.1 s and mixed with white noise at 10 to 40 dB SNR. One span of 3 feature frames (60 ms)
 is masked as in SpecAugment. Seed {metrics['seed']}, {metrics['max_steps']} AdamW steps of {metrics['batch_size']} clips (lr 2e-3, warm-up
 then cosine decay, weight decay 0.05), {metrics['threads']} CPU thread(s): {metrics['train_minutes']:.1f} minutes on the
 course development machine (2 CPU cores shared with other jobs, so an idle machine is faster).

@@ -1,0 +1,612 @@
+"""Train the course's mini Stable Diffusion on captioned shapes (64x64 pixels, 16x16x4 latents).
+
+Three training stages. First an ``AutoencoderKL`` learns to compress images (no text
+needed). Then a small ``UNet2DConditionModel`` learns to denoise its latents, together
+with a small ``CLIPTextModel`` that reads prompts through the BPE tokenizer of
+``data/models/mini-clip``. Last, the VAE decoder alone is fine-tuned for truer colours.
+A fourth stage lets the full mini CLIP judge the results and writes the card. The result is a standard
+Stable Diffusion folder that ``StableDiffusionPipeline``,
+``StableDiffusionImg2ImgPipeline`` and ``StableDiffusionInpaintPipeline`` load
+unmodified, with no safety checker.
+
+Usage: ``.venv/bin/python scripts/train_mini_sd.py [--max-steps N] [--vae-steps N] [--decoder-steps N]
+[--stage all|vae|unet|decoder|eval] [--output-dir DIR]``
+"""
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mini_training  # noqa: E402
+import sd_tasks  # noqa: E402
+from mini_training import REPO_ROOT, log  # noqa: E402
+
+IMAGE_SIZE = 64
+NUM_TRAIN_IMAGES = 6000
+VAE_BATCH_SIZE = 16
+DECODER_BATCH_SIZE = 8
+#: The VAE trains on random crops of this side, because a fully convolutional
+#: autoencoder (no mid-block attention) treats every crop like the whole image,
+#: and crops cost a quarter of the compute on the shared CPU.
+VAE_CROP = 32
+UNET_BATCH_SIZE = 32
+#: Share of training captions replaced by "" so classifier-free guidance has an unconditional model.
+CAPTION_DROPOUT = 0.1
+#: Noise schedule of Stable Diffusion 1.x; inference schedulers reuse it.
+SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+MIN_SNR_GAMMA = 5.0
+STAGES = ("vae", "unet", "decoder", "eval")
+#: Default steps and guidance that the card recommends for a CPU.
+DEFAULT_STEPS = 20
+DEFAULT_GUIDANCE = 7.5
+
+
+def build_vae():
+    """Return an untrained ``AutoencoderKL``: 3 levels (16, 32, 64 channels), 4x downsampling, 4 latent channels."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=IMAGE_SIZE,
+        mid_block_add_attention=False,
+    )
+
+
+def images_to_tensor(images) -> torch.Tensor:
+    """Return PIL RGB images as a float tensor (N, 3, H, W) in [-1, 1], the range the VAE works in."""
+    array = np.stack([np.asarray(image, dtype=np.float32) for image in images])
+    return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def random_crops(images: torch.Tensor, side: int, generator: torch.Generator) -> torch.Tensor:
+    """Return one random ``side`` x ``side`` crop of each image in ``images`` (N, C, H, W)."""
+    limit = images.shape[-1] - side + 1
+    offsets = torch.randint(0, limit, (len(images), 2), generator=generator).tolist()
+    return torch.stack([image[:, y : y + side, x : x + side] for image, (y, x) in zip(images, offsets, strict=True)])
+
+
+def train_vae(vae, pixels: torch.Tensor, steps: int, seed: int) -> list[dict]:
+    """Train ``vae`` in place to reconstruct ``pixels`` from its posterior mean; return the loss log.
+
+    The loss is L1 + MSE of the reconstruction plus 0.1 x the mean posterior standard deviation.
+    """
+    optimizer, scheduler = mini_training.make_optimizer(vae, lr=2e-3, weight_decay=0.0, max_steps=steps, warmup_steps=50)
+    generator = torch.Generator().manual_seed(seed)
+    batches = mini_training.batch_indices(len(pixels), VAE_BATCH_SIZE, generator)
+    vae.train()
+    history, running = [], 0.0
+    for step in range(1, steps + 1):
+        batch = random_crops(pixels[next(batches)], VAE_CROP, generator)
+        posterior = vae.encode(batch).latent_dist
+        reconstruction = vae.decode(posterior.mode()).sample
+        # Decoding the posterior mean and pushing the posterior's standard deviation
+        # towards 0 keeps latents precise: a decoder trained on noisy samples blurred hues
+        # (red and yellow both came out orange). The pipelines' encoders still sample,
+        # so the deviation must end up small.
+        loss = F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch) + 0.1 * posterior.std.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        running += loss.item()
+        if step % 100 == 0 or step == steps:
+            count = 100 if step % 100 == 0 else step % 100
+            history.append({"step": step, "vae_loss": round(running / count, 5)})
+            log(f"vae step {step}/{steps} loss={running / count:.5f}")
+            running = 0.0
+    vae.eval()
+    return history
+
+
+@torch.no_grad()
+def latent_statistics(vae, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the posterior means and standard deviations of ``pixels``, unscaled, (N, 4, 16, 16) each."""
+    means, stds = [], []
+    for start in range(0, len(pixels), 256):
+        posterior = vae.encode(pixels[start : start + 256]).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def run_vae_stage(args, train_images) -> dict:
+    """Train and save the VAE into ``<output-dir>/vae``; return its metrics."""
+    torch.manual_seed(args.seed)
+    pixels = images_to_tensor(train_images)
+    vae = build_vae()
+    stopwatch = mini_training.Stopwatch()
+    history = train_vae(vae, pixels, args.vae_steps, args.seed)
+    minutes = stopwatch.minutes()
+    means, stds = latent_statistics(vae, pixels[:1024])
+    # Stable Diffusion scales latents to about unit variance before diffusion;
+    # the pipelines read this factor from the VAE config.
+    generator = torch.Generator().manual_seed(args.seed)
+    samples = means + stds * torch.randn(means.shape, generator=generator)
+    vae.register_to_config(scaling_factor=round(float(1.0 / samples.std()), 5))
+    vae.save_pretrained(args.output_dir / "vae")
+    return {
+        "vae_training_minutes": round(minutes, 2),
+        "vae_steps": args.vae_steps,
+        "vae_parameters": mini_training.count_parameters(vae),
+        "vae_scaling_factor": vae.config.scaling_factor,
+        "vae_loss_history": history,
+    }
+
+
+def foreground_weights(pixels: torch.Tensor, weight: float = 5.0) -> torch.Tensor:
+    """Return per-pixel loss weights (N, 1, H, W): ``weight`` on objects, 1 on the background.
+
+    A pixel belongs to an object when it is farther than 0.3 (about 40/255) from the
+    median colour of its image's border, which is the background.
+    """
+    border = torch.cat([pixels[:, :, 0], pixels[:, :, -1], pixels[:, :, :, 0], pixels[:, :, :, -1]], dim=2)
+    background = border.median(dim=2).values[:, :, None, None]
+    objects = (pixels - background).norm(dim=1, keepdim=True) > 0.3
+    return 1.0 + (weight - 1.0) * objects.float()
+
+
+def run_decoder_stage(args, train_images) -> dict:
+    """Fine-tune the VAE decoder on whole images, objects weighted 5x, with the encoder frozen.
+
+    The encoder, and so every latent the UNet learned from, stays the same; only the
+    colours and edges of the decoded objects improve. Saves ``<output-dir>/vae``.
+    """
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(args.seed + 2)
+    vae = AutoencoderKL.from_pretrained(args.output_dir / "vae")
+    vae.requires_grad_(False)
+    vae.decoder.requires_grad_(True)
+    vae.post_quant_conv.requires_grad_(True)
+    pixels = images_to_tensor(train_images)
+    optimizer, scheduler = mini_training.make_optimizer(vae, lr=5e-4, weight_decay=0.0,
+                                                        max_steps=args.decoder_steps, warmup_steps=50)
+    generator = torch.Generator().manual_seed(args.seed + 2)
+    batches = mini_training.batch_indices(len(pixels), DECODER_BATCH_SIZE, generator)
+    stopwatch = mini_training.Stopwatch()
+    vae.decoder.train()
+    history, running = [], 0.0
+    for step in range(1, args.decoder_steps + 1):
+        batch = pixels[next(batches)]
+        with torch.no_grad():
+            latents = vae.encode(batch).latent_dist.mode()
+        error = vae.decode(latents).sample - batch
+        loss = (foreground_weights(batch) * (error.abs() + error.pow(2))).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        running += loss.item()
+        if step % 100 == 0 or step == args.decoder_steps:
+            count = 100 if step % 100 == 0 else step % 100
+            history.append({"step": step, "decoder_loss": round(running / count, 5)})
+            log(f"decoder step {step}/{args.decoder_steps} loss={running / count:.5f}")
+            running = 0.0
+    vae.eval()
+    vae.save_pretrained(args.output_dir / "vae")
+    return {
+        "decoder_training_minutes": round(stopwatch.minutes(), 2),
+        "decoder_steps": args.decoder_steps,
+        "decoder_loss_history": history,
+    }
+
+
+def build_unet(cross_attention_dim: int):
+    """Return an untrained ``UNet2DConditionModel`` for 16x16x4 latents (channels 32, 64, 64).
+
+    Cross-attention sits only at the 8x8 and 4x4 levels: at 16x16 it would double the
+    cost of a training step on the CPU, and the prompt's colour, shape and position
+    are coarse enough for the lower levels.
+    """
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=IMAGE_SIZE // 4,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+
+
+def load_tokenizer(clip_dir: Path):
+    """Return the BPE ``CLIPTokenizer`` of the mini CLIP in ``clip_dir`` (the UNet's prompts use its vocabulary)."""
+    from transformers import CLIPTokenizer
+
+    if not (clip_dir / "tokenizer_config.json").exists():
+        raise FileNotFoundError(
+            f"No CLIP tokenizer at {clip_dir}; train mini-clip first with scripts/train_mini_clip.py, "
+            f"or pass --clip-dir with a folder that holds a CLIPTokenizer."
+        )
+    return CLIPTokenizer.from_pretrained(clip_dir)
+
+
+def build_text_encoder(tokenizer):
+    """Return an untrained ``CLIPTextModel``: 2 layers, width 128, positions up to the tokenizer's max length."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModel(config)
+
+
+def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
+    """Return text-encoder hidden states (N, max_length, hidden) exactly as the SD pipelines compute them.
+
+    The pipelines pad every prompt to ``tokenizer.model_max_length`` and pass no
+    attention mask, so training does the same.
+    """
+    ids = tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    return text_encoder(ids)[0]
+
+
+def train_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, seed: int) -> list[dict]:
+    """Train ``unet`` and ``text_encoder`` in place to predict the noise added to latents.
+
+    DDPM with the epsilon objective and min-SNR loss weights.
+
+    Args:
+        latents: ``(means, stds)`` of the scaled VAE posteriors, each (N, 4, 16, 16);
+            every step samples fresh latents from them.
+        captions: One list of captions per image; each step picks one at random and
+            replaces it by "" with probability :data:`CAPTION_DROPOUT`.
+    """
+    import random
+
+    from diffusers import DDPMScheduler
+
+    noise_scheduler = DDPMScheduler(**SCHEDULE)
+    # Min-SNR-gamma loss weights (Min-SNR diffusion training, as in diffusers.training_utils.compute_snr).
+    # Nearly clean timesteps teach little, so they weigh less and a short run converges faster.
+    snr = noise_scheduler.alphas_cumprod / (1 - noise_scheduler.alphas_cumprod)
+    weights = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+    means, stds = latents
+    trained = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
+    optimizer, scheduler = mini_training.make_optimizer(trained, lr=1e-3, weight_decay=0.01, max_steps=steps, warmup_steps=200)
+    generator = torch.Generator().manual_seed(seed)
+    rng = random.Random(seed)
+    batches = mini_training.batch_indices(len(means), UNET_BATCH_SIZE, generator)
+    trained.train()
+    history, running = [], 0.0
+    for step in range(1, steps + 1):
+        indices = next(batches)
+        clean = means[indices] + stds[indices] * torch.randn(means[indices].shape, generator=generator)
+        prompts = ["" if rng.random() < CAPTION_DROPOUT else rng.choice(captions[i]) for i in indices.tolist()]
+        states = encode_prompts(tokenizer, text_encoder, prompts)
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(0, SCHEDULE["num_train_timesteps"], (len(indices),), generator=generator)
+        noisy = noise_scheduler.add_noise(clean, noise, timesteps)
+        errors = (unet(noisy, timesteps, encoder_hidden_states=states).sample - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (errors * weights[timesteps]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        running += loss.item()
+        if step % 100 == 0 or step == steps:
+            count = 100 if step % 100 == 0 else step % 100
+            history.append({"step": step, "unet_loss": round(running / count, 5)})
+            log(f"unet step {step}/{steps} loss={running / count:.5f}")
+            running = 0.0
+    trained.eval()
+    return history
+
+
+def build_pipeline(vae, text_encoder, tokenizer, unet):
+    """Return a ``StableDiffusionPipeline`` of the parts, with a DPM-Solver++ scheduler and no safety checker."""
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    # DPM-Solver++ reaches clean images in about 20 steps, which suits a CPU.
+    scheduler = DPMSolverMultistepScheduler(**SCHEDULE, prediction_type="epsilon", steps_offset=1)
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def run_unet_stage(args, train_set) -> dict:
+    """Train the UNet on the saved VAE's latents, then save the whole pipeline; return its metrics."""
+    import blip_tasks
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(args.seed + 1)
+    vae = AutoencoderKL.from_pretrained(args.output_dir / "vae").eval()
+    tokenizer = load_tokenizer(args.clip_dir)
+    text_encoder = build_text_encoder(tokenizer)
+    clean = train_set.select(blip_tasks.clean_rows(train_set))
+    means, stds = latent_statistics(vae, images_to_tensor(clean["image"]))
+    factor = vae.config.scaling_factor
+    unet = build_unet(text_encoder.config.hidden_size)
+    stopwatch = mini_training.Stopwatch()
+    history = train_unet(unet, tokenizer, text_encoder, (means * factor, stds * factor),
+                         list(clean["captions"]), args.max_steps, args.seed)
+    minutes = stopwatch.minutes()
+    build_pipeline(vae, text_encoder, tokenizer, unet).save_pretrained(args.output_dir)
+    return {
+        "unet_training_minutes": round(minutes, 2),
+        "unet_steps": args.max_steps,
+        "unet_parameters": mini_training.count_parameters(unet),
+        "text_encoder_parameters": mini_training.count_parameters(text_encoder),
+        "num_train_images_unet": len(clean),
+        "unet_loss_history": history,
+    }
+
+
+def measure_speed(pipe, repeats: int = 3) -> float:
+    """Return text-to-image images per second at the default settings, one image per call, on this CPU."""
+    import time
+
+    pipe("a red circle", num_inference_steps=DEFAULT_STEPS, generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    for seed in range(repeats):
+        pipe("a blue star", num_inference_steps=DEFAULT_STEPS, generator=torch.Generator().manual_seed(seed))
+    return repeats / (time.perf_counter() - start)
+
+
+def evaluate_folder(folder: Path, clip_dir: Path, grid_dir: Path | None = None) -> dict:
+    """Load ``folder`` with the three pipelines and score every bar of :mod:`sd_tasks`.
+
+    Writes PNG grids of the generated images to ``grid_dir`` when it is given.
+    """
+    from diffusers import (
+        StableDiffusionImg2ImgPipeline,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+    )
+
+    pipe = StableDiffusionPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    # Building the other pipelines from the same components shares the weights; unlike
+    # from_pipe it casts nothing, so it logs no dtype warning.
+    img2img = StableDiffusionImg2ImgPipeline(**pipe.components, requires_safety_checker=False)
+    inpaint = StableDiffusionInpaintPipeline(**pipe.components, requires_safety_checker=False)
+    for other in (img2img, inpaint):
+        other.set_progress_bar_config(disable=True)
+    judge = sd_tasks.ClipJudge(clip_dir)
+    text2img = sd_tasks.evaluate_text2img(pipe, judge)
+    image2image = sd_tasks.evaluate_img2img(img2img, judge)
+    inpainting = sd_tasks.evaluate_inpainting(inpaint, judge)
+    if grid_dir is not None:
+        grid_dir.mkdir(parents=True, exist_ok=True)
+        images = text2img["images"]
+        sd_tasks.image_grid([images[i : i + 8] for i in range(0, len(images), 8)]).save(grid_dir / "sd_text2img.png")
+        cases = sd_tasks.img2img_cases()
+        sd_tasks.image_grid([[case["image"] for case in cases], image2image["images"]["low"],
+                             image2image["images"]["high"]]).save(grid_dir / "sd_img2img.png")
+        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()],
+                             inpainting["images"]]).save(grid_dir / "sd_inpaint.png")
+    metrics = {}
+    for part in (text2img, image2image, inpainting):
+        metrics.update({key: value for key, value in part.items() if key != "images"})
+    metrics["images_per_second"] = round(measure_speed(pipe), 3)
+    return metrics
+
+
+def folder_size_mb(folder: Path) -> float:
+    """Return the size of every file under ``folder``, subfolders included, in MB (10^6 bytes)."""
+    return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file()) / 1e6
+
+
+def write_card(folder: Path, metrics: dict) -> None:
+    """Write the model card ``README.md`` of the pipeline folder from ``metrics``."""
+    bars = sd_tasks.BARS
+    low, high = sd_tasks.IMG2IMG_STRENGTHS["low"], sd_tasks.IMG2IMG_STRENGTHS["high"]
+    total = metrics["unet_parameters"] + metrics["vae_parameters"] + metrics["text_encoder_parameters"]
+
+    def memory(stage: str) -> str:
+        value = metrics.get(f"{stage}_peak_memory_mb")
+        return "not recorded" if value is None else f"{value} MB"
+
+    def verdict(passed: bool) -> str:
+        return "meets the bar" if passed else "**misses the bar**"
+
+    card = f"""---
+library_name: diffusers
+pipeline_tag: text-to-image
+tags: [stable-diffusion, course-mini-model]
+---
+
+# mini-sd: a tiny Stable Diffusion trained on captioned shapes
+
+A Stable Diffusion folder small enough to train and run on a laptop CPU, for the
+course notebooks `07_diffusion_text2img`, `08_diffusion_img2img` and
+`09_diffusion_inpainting` (mini profile). It loads unmodified with
+`StableDiffusionPipeline`, `StableDiffusionImg2ImgPipeline` and
+`StableDiffusionInpaintPipeline`, through `from_pretrained` or `from_pipe`.
+It draws 64x64 scenes of coloured circles, squares, triangles and stars, nothing else.
+
+## Use
+
+```python
+import torch
+from diffusers import StableDiffusionPipeline
+from course_utils.registry import model_source
+
+pipe = StableDiffusionPipeline.from_pretrained(model_source("sd_text2img"))
+image = pipe("a red circle", num_inference_steps={DEFAULT_STEPS}, guidance_scale={DEFAULT_GUIDANCE},
+             generator=torch.Generator().manual_seed(0)).images[0]
+```
+
+Use `num_inference_steps={DEFAULT_STEPS}` on a CPU: the scheduler is DPM-Solver++, which needs
+far fewer steps than the pipelines' default of 50 (that default costs 2.5 times as much).
+Height and width default to 64 pixels. Inpainting uses these same text-to-image
+weights (a 4-channel UNet): the pipeline re-imposes the unmasked latents at every step.
+
+## Architecture ({total:,} parameters)
+
+| part | class | parameters | notes |
+|---|---|---|---|
+| `unet` | `UNet2DConditionModel` | {metrics["unet_parameters"]:,} | 16x16x4 latents, channels (32, 64, 64), 1 layer per block, cross-attention at the 8x8 and 4x4 levels, cross-attention dim 128 |
+| `vae` | `AutoencoderKL` | {metrics["vae_parameters"]:,} | channels (16, 32, 64), 4x downsampling (64 px to 16x16x4), no mid-block attention, decoder fine-tuned after the UNet, `scaling_factor` {metrics["vae_scaling_factor"]} |
+| `text_encoder` | `CLIPTextModel` | {metrics["text_encoder_parameters"]:,} | 2 layers, width 128, trained from scratch together with the UNet |
+| `tokenizer` | `CLIPTokenizer` | | the BPE tokenizer of `mini-clip`, copied unchanged, `model_max_length` 48 |
+| `scheduler` | `DPMSolverMultistepScheduler` | | Stable Diffusion 1.x schedule: 1000 steps, scaled-linear betas 0.00085 to 0.012, epsilon prediction |
+
+`safety_checker` and `feature_extractor` are None and `requires_safety_checker` is
+false: the model can only draw coloured shapes, so there is nothing for a safety
+checker to filter. The full profile's Stable Diffusion 1.5 keeps its checker.
+
+## Data
+
+Captioned shapes, mini profile: `load_captioned_shapes("train", {NUM_TRAIN_IMAGES}, seed=0)`.
+The VAE trains on every image (random 32x32 crops). The UNet trains on the
+{metrics["num_train_images_unet"]} images without corruption, with one of each image's four
+captions per step (vague captions included), replaced by "" in {CAPTION_DROPOUT:.0%} of
+cases so that classifier-free guidance works.
+
+## Training
+
+`{metrics["command"]}` (seed {metrics["seed"]}, one CPU thread, `OMP_NUM_THREADS=1`) runs four
+stages in order; `--stage vae|unet|decoder|eval` runs one of them on the same folder. Each
+stage reseeds itself, so split and single runs are meant to agree (no test checks that yet).
+
+1. `vae`: {metrics["vae_steps"]} AdamW steps, batch {VAE_BATCH_SIZE} random 32x32 crops, L1 + MSE of
+   the reconstruction from the posterior mean, plus 0.1 x the posterior standard deviation
+   (which keeps encoder samples precise). {metrics["vae_training_minutes"]} min.
+2. `unet`: {metrics["unet_steps"]} AdamW steps, batch {UNET_BATCH_SIZE}, lr 1e-3 with warm-up and cosine
+   decay, noise-prediction MSE with min-SNR-5 weights; the text encoder trains along.
+   {metrics["unet_training_minutes"]} min.
+3. `decoder`: {metrics["decoder_steps"]} steps fine-tuning only the VAE decoder on whole images,
+   object pixels weighted 5x, so that colours come out right. The encoder, and so the
+   UNet's latents, stay unchanged. {metrics["decoder_training_minutes"]} min.
+4. `eval`: the figures below, the PNG grids under `build/` and this card.
+
+{metrics.get("run_note", "")}
+Times are wall-clock minutes on the course build machine, whose 2 CPU cores were shared
+with other training jobs. Peak resident memory per stage: VAE {memory("vae")}, UNet {memory("unet")},
+decoder {memory("decoder")}, evaluation {memory("eval")}.
+
+## Evaluation
+
+Fixed prompts and seeds, {sd_tasks.NUM_INFERENCE_STEPS} steps, guidance {sd_tasks.GUIDANCE_SCALE}
+(`scripts/sd_tasks.py`; `tests/test_mini_sd.py` checks the same bars). A frozen
+`mini-clip` judges each image by zero-shot classification among the 24 prompts
+"a {{color}} {{shape}}".
+
+| check | result | bar |
+|---|---|---|
+| text-to-image: CLIP sees the prompted colour and shape ({metrics["text2img_images"]} images, 24 prompts x 2 seeds) | {metrics["text2img_accuracy"]:.1%} (colour {metrics["text2img_color_accuracy"]:.1%}, shape {metrics["text2img_shape_accuracy"]:.1%}) | >= {bars["text2img_accuracy"]:.0%}, {verdict(metrics["text2img_accuracy"] >= bars["text2img_accuracy"])} |
+| ... the same CLIP on scenes drawn by `render_scene` for the same prompts (the judge's ceiling) | {metrics["text2img_judge_accuracy_on_drawn_scenes"]:.1%} | |
+| ... median foreground pixel nearest to the prompted colour (no CLIP) | {metrics["text2img_pixel_color_accuracy"]:.1%} | |
+| image-to-image, strength {low}: foreground IoU with the input ({metrics["img2img_cases"]} scenes, prompt names another colour and shape) | {metrics["img2img_low_layout_iou"]:.2f} (CLIP still sees the input's class in {metrics["img2img_low_source_accuracy"]:.0%}) | >= {bars["img2img_low_layout_iou"]}, {verdict(metrics["img2img_low_layout_iou"] >= bars["img2img_low_layout_iou"])} |
+| image-to-image, strength {high}: CLIP sees the prompted class | {metrics["img2img_high_prompt_accuracy"]:.1%} (IoU with the input {metrics["img2img_high_layout_iou"]:.2f}) | >= {bars["img2img_high_prompt_accuracy"]:.0%}, {verdict(metrics["img2img_high_prompt_accuracy"] >= bars["img2img_high_prompt_accuracy"])} |
+| inpainting, outside the mask (farther than {sd_tasks.INPAINT_MARGIN} px): mean absolute change, 0-255 | {metrics["inpaint_outside_mae"]:.2f} vs {metrics["inpaint_round_trip_mae"]:.2f} for the VAE round trip alone | excess <= {bars["inpaint_outside_excess"]}, {verdict(metrics["inpaint_outside_excess"] <= bars["inpaint_outside_excess"])} |
+| inpainting, inside the mask (centre 32x32, prompt "a {{color}} {{shape}} in the center"): CLIP sees the prompted class | {metrics["inpaint_region_accuracy"]:.1%} | >= {bars["inpaint_region_accuracy"]:.0%}, {verdict(metrics["inpaint_region_accuracy"] >= bars["inpaint_region_accuracy"])} |
+
+Speed: {metrics["images_per_second"]} images per second (one 64x64 image per call,
+{DEFAULT_STEPS} steps, guidance on, one CPU thread of the shared build machine).
+
+## Limits
+
+- Draws only the four shapes in six colours on plain backgrounds; any other prompt
+  gives some coloured shape. Multi-object prompts often lose or merge objects.
+- 64x64 pixels only; other sizes must be multiples of 4 pixels and were never trained.
+- The judge is itself a small model, so the figures above count its mistakes too; the
+  row "the judge's ceiling" shows how often it is right on drawn scenes.
+- After {metrics["unet_steps"]} UNet steps, colours follow the prompt far better than shapes,
+  which often come out as blobs.
+- Inpainting with a text-to-image UNet ignores the mask's content while it denoises,
+  so edges of the repainted region can clash with the rest of the scene.
+"""
+    (Path(folder) / "README.md").write_text(card)
+
+
+def parse_args(argv: list[str] | None):
+    """Return the validated command-line options (see the module docstring)."""
+    parser = mini_training.build_parser(__doc__.splitlines()[0], REPO_ROOT / "data" / "models" / "mini-sd", 1800)
+    parser.add_argument("--vae-steps", type=int, default=2000, help="optimizer steps of the VAE stage (default 2000)")
+    parser.add_argument("--decoder-steps", type=int, default=600,
+                        help="optimizer steps of the decoder fine-tuning stage (default 600)")
+    parser.add_argument("--clip-dir", type=Path, default=REPO_ROOT / "data" / "models" / "mini-clip",
+                        help="mini CLIP folder: its tokenizer reads the prompts and its CLIPModel judges the evaluation")
+    parser.add_argument("--stage", choices=("all", *STAGES), default="all",
+                        help="run one stage on <output-dir> (each reuses what the earlier ones saved); "
+                             "default 'all' runs vae, unet, decoder and eval in that order")
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip the evaluation, card and speed test (for smoke tests)")
+    args = parser.parse_args(argv)
+    mini_training.validate_args(args)
+    for option in ("vae_steps", "decoder_steps"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}.")
+    return args
+
+
+def update_metrics(folder: Path, new: dict) -> dict:
+    """Merge ``new`` into ``<folder>/training_metrics.json`` and return the merged metrics."""
+    path = folder / "training_metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics.update(new)
+    mini_training.write_metrics(folder, metrics)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the requested stages on the pipeline folder, then evaluate it and write the card; return the metrics."""
+    args = parse_args(argv)
+    mini_training.set_up_run(args.seed, args.threads)
+    from course_utils.data.shapes import load_captioned_shapes
+
+    # The first n images of a split do not depend on how many are drawn, so --limit
+    # draws fewer instead of slicing a full split.
+    train_set = load_captioned_shapes("train", args.limit or NUM_TRAIN_IMAGES, seed=args.seed)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {}
+    if args.stage == "all" and (args.output_dir / "training_metrics.json").exists():
+        # A full run starts afresh; single stages add to what earlier stages recorded.
+        (args.output_dir / "training_metrics.json").unlink()
+    stages = {
+        "vae": lambda: run_vae_stage(args, list(train_set["image"])),
+        "unet": lambda: run_unet_stage(args, train_set),
+        "decoder": lambda: run_decoder_stage(args, list(train_set["image"])),
+    }
+    for stage, run in stages.items():
+        if args.stage in ("all", stage):
+            result = run()
+            result[f"{stage}_peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            metrics = update_metrics(args.output_dir, result)
+            log({key: value for key, value in metrics.items() if "history" not in key})
+    if args.no_eval or args.stage not in ("all", "eval"):
+        return metrics
+    metrics = update_metrics(args.output_dir, evaluate_folder(args.output_dir, args.clip_dir, REPO_ROOT / "build"))
+    metrics = update_metrics(args.output_dir, {
+        "seed": args.seed,
+        "command": mini_training.command_line("train_mini_sd.py", argv),
+        "eval_peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "bars": sd_tasks.BARS,
+    })
+    write_card(args.output_dir, metrics)
+    metrics["size_mb"] = round(folder_size_mb(args.output_dir), 2)
+    log({key: value for key, value in metrics.items() if "history" not in key})
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
