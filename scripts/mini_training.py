@@ -137,17 +137,13 @@ def probe_accuracy(
     test_labels: Sequence[int],
     c: float = 1.0,
 ) -> float:
-    """Fit a logistic-regression probe on standardized features and return its test accuracy (0-1).
+    """Return the test accuracy (0-1) of the course's linear probe, as the lessons measure it.
 
     The same probe scores every embedding and baseline, so their accuracies compare directly.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from course_utils.probes import probe_accuracy as course_probe_accuracy
 
-    probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-    probe.fit(train_features, np.asarray(train_labels))
-    return float(probe.score(test_features, np.asarray(test_labels)))
+    return course_probe_accuracy(train_features, train_labels, test_features, test_labels, C=c)
 
 
 class Stopwatch:
@@ -175,3 +171,22 @@ def command_line(script: str, argv: Sequence[str] | None) -> str:
     """Return the command that reproduces this run, for the model card."""
     args = list(sys.argv[1:] if argv is None else argv)
     return " ".join([".venv/bin/python", f"scripts/{script}", *args]).strip()
+
+
+def finish_run(folder: Path, metrics: dict, write_card, clock: "Stopwatch") -> dict:
+    """Check a saved model folder, write its metrics and card, and log its size and time.
+
+    Args:
+        folder: The folder the model and its processor were just saved to.
+        metrics: Training and evaluation figures, written to ``training_metrics.json``.
+        write_card: ``write_card(folder, metrics)`` writes the model card ``README.md``.
+        clock: The run's :class:`Stopwatch`.
+
+    Returns:
+        ``metrics``, so a script can end with ``return finish_run(...)``.
+    """
+    check_safetensors_only(folder)
+    write_metrics(folder, metrics)
+    write_card(folder, metrics)
+    log(f"saved to {folder} ({folder_size_mb(folder):.1f} MB) in {clock.minutes():.1f} min")
+    return metrics

@@ -311,11 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     write_vocab_files(vocab, merges, out)
-    mt.check_safetensors_only(out)
-    mt.write_metrics(out, metrics)
-    clip_eval.write_card(out, metrics)
-    mt.log(f"saved to {out} ({mt.folder_size_mb(out):.1f} MB) in {clock.minutes():.1f} min")
-    return metrics
+    return mt.finish_run(out, metrics, clip_eval.write_card, clock)
 
 
 if __name__ == "__main__":

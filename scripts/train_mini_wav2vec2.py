@@ -263,11 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.output_dir)
     encoder.save_pretrained(out)
     feature_extractor.save_pretrained(out)
-    mt.check_safetensors_only(out)
-    mt.write_metrics(out, metrics)
-    write_card(out, metrics)
-    mt.log(f"saved to {out} ({mt.folder_size_mb(out):.1f} MB) in {clock.minutes():.1f} min")
-    return metrics
+    return mt.finish_run(out, metrics, write_card, clock)
 
 
 def write_card(folder: Path, metrics: dict) -> None:

@@ -43,3 +43,19 @@ def require_dir(path: Path, description: str, fix: str) -> Path:
             f"elsewhere, set COURSE_DATA_DIR to the folder that contains it."
         )
     return path
+
+
+def require_columns(raw, columns: Sequence[str], source: str, fix: str) -> None:
+    """Raise a ValueError naming the ``columns`` that the Hub data set ``raw`` lacks.
+
+    Args:
+        raw: A ``datasets.Dataset`` loaded from ``source``.
+        columns: Column names the schema adapter reads.
+        source: The Hub id, for the message.
+        fix: What to do instead, appended to the message.
+    """
+    missing = [c for c in columns if c not in raw.column_names]
+    if missing:
+        raise ValueError(
+            f"The {source} data is missing the columns {missing}; found {raw.column_names}. {fix}"
+        )

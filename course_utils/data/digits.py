@@ -22,7 +22,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from course_utils.data._checks import check_count, check_split
+from course_utils.data._checks import check_count, check_split, require_columns
 from course_utils.profiles import get_profile
 
 SPLITS = ("train", "test")
@@ -103,12 +103,7 @@ def load_digits(split: str = "train", profile: str | None = None, num_images: in
 
 def adapt_mnist(raw, num_images: int | None = None, split: str = "train"):
     """Give an MNIST ``Dataset`` (``image``, ``label``) the mini features, keeping the first ``num_images`` rows."""
-    missing = [c for c in ("image", "label") if c not in raw.column_names]
-    if missing:
-        raise ValueError(
-            f"The {FULL_SOURCE} data is missing the columns {missing}; found {raw.column_names}. "
-            f"The Hub data set may have changed layout."
-        )
+    require_columns(raw, ("image", "label"), FULL_SOURCE, "The Hub data set may have changed layout.")
     count = check_count(num_images, len(raw), "num_images", f"the {split!r} split of {FULL_SOURCE}")
     if count < len(raw):
         raw = raw.select(range(count))

@@ -38,7 +38,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from course_utils.data._checks import check_count, check_split
+from course_utils.data._checks import check_count, check_split, require_columns
 from course_utils.data.shape_captions import OMIT_CHOICES, make_captions
 from course_utils.profiles import get_profile
 
@@ -373,12 +373,7 @@ def adapt_flickr8k(raw, num_images: int | None = None, seed: int = 0, split: str
     """
     from datasets import ClassLabel, Features, Image, List, Value
 
-    missing = [c for c in ("image", *_FULL_CAPTION_COLUMNS) if c not in raw.column_names]
-    if missing:
-        raise ValueError(
-            f"The {FULL_SOURCE} data is missing the columns {missing}; found {raw.column_names}. "
-            f"The Hub data set may have changed layout."
-        )
+    require_columns(raw, ("image", *_FULL_CAPTION_COLUMNS), FULL_SOURCE, "The Hub data set may have changed layout.")
     count = check_count(num_images, len(raw), "num_images", f"the {split!r} split of {FULL_SOURCE}")
     if count < len(raw):
         raw = raw.shuffle(seed=seed).select(range(count))

@@ -38,7 +38,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from course_utils.data._checks import check_count, check_split, require_dir
+from course_utils.data._checks import check_count, check_split, require_columns, require_dir
 from course_utils.data.audio import DEFAULT_SAMPLE_RATE, check_sample_rate, fix_length, load_audio
 from course_utils.paths import data_dir
 from course_utils.profiles import get_profile
@@ -222,12 +222,8 @@ def adapt_speech_commands(raw):
     """
     from datasets import Audio
 
-    missing = [c for c in ("audio", "label", "speaker_id") if c not in raw.column_names]
-    if missing:
-        raise ValueError(
-            f"The {FULL_SOURCE} data is missing the columns {missing}; found {raw.column_names}. "
-            f"The export may have changed layout; use the official archive instead ({ARCHIVE_URL})."
-        )
+    require_columns(raw, ("audio", "label", "speaker_id"), FULL_SOURCE,
+                    f"The export may have changed layout; use the official archive instead ({ARCHIVE_URL}).")
     names = raw.features["label"].names
     absent = [w for w in WORDS if w not in names]
     if absent:
