@@ -1,6 +1,6 @@
 """Helpers for the course "Embeddings and Fusion in Multimodal AI".
 
-The lessons live in the notebooks; this package holds the plumbing they share:
+The lessons live in the notebooks; this package contains the plumbing they share:
 profiles and the model registry, devices and seeds, pooling and similarity,
 data loading, fusion, masks and plots.
 

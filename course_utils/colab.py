@@ -10,7 +10,7 @@ and bootstrap cell from it, and a test checks that they agree.
 REPOSITORY = "multimodal-course/embeddings-and-fusion"
 BRANCH = "main"
 
-#: Where the bootstrap cell clones the course inside a Colab runtime.
+#: Folder that the bootstrap cell clones the course into, inside a Colab runtime.
 COLAB_COURSE_DIR = "/content/embeddings-and-fusion"
 
 BADGE_TAG = "colab-badge"

@@ -1,4 +1,4 @@
-"""Where the course's bundled data and mini models live on disk."""
+"""Locations of the course's bundled data and mini models on disk."""
 
 import os
 from pathlib import Path

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Notebooks always run offline in the mini profile, whatever the caller's shell says.
+# Notebooks always run offline in the mini profile, whatever the caller's environment sets.
 RUN_ENV = {
     "COURSE_PROFILE": "mini",
     "HF_HUB_OFFLINE": "1",

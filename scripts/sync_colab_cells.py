@@ -38,12 +38,12 @@ def sync(notebook_path: Path, check: bool) -> bool:
     """Make the notebook start with the generated cells; return True if it changed."""
     notebook = nbformat.read(notebook_path, as_version=4)
     lesson = [cell for cell in notebook.cells if not is_generated(cell)]
-    wanted = expected_cells(notebook_path)
+    expected = expected_cells(notebook_path)
     current = [cell for cell in notebook.cells if is_generated(cell)]
-    if [c.source for c in current] == [c.source for c in wanted] and notebook.cells[:2] == current:
+    if [c.source for c in current] == [c.source for c in expected] and notebook.cells[:2] == current:
         return False
     if not check:
-        notebook.cells = wanted + lesson
+        notebook.cells = expected + lesson
         nbformat.write(notebook, notebook_path)
     return True
 
