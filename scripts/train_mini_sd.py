@@ -1,9 +1,8 @@
 """Train the course's mini Stable Diffusion on captioned shapes (64x64 pixels, 16x16x4 latents).
 
 Three training stages. First an ``AutoencoderKL`` learns to compress images (no text
-needed). Then a small ``UNet2DConditionModel`` learns to denoise its latents, together
-with a small ``CLIPTextModel`` that reads prompts through the BPE tokenizer of
-``data/models/mini-clip``. Last, the VAE decoder alone is fine-tuned for truer colours.
+needed). Then a small ``UNet2DConditionModel`` learns to denoise its latents, conditioned
+on the frozen text tower (``CLIPTextModel``) and BPE tokenizer of ``data/models/mini-clip``. Last, the VAE decoder alone is fine-tuned for truer colours.
 A fourth stage lets the full mini CLIP judge the results and writes the card. The result is a standard
 Stable Diffusion folder that ``StableDiffusionPipeline``,
 ``StableDiffusionImg2ImgPipeline`` and ``StableDiffusionInpaintPipeline`` load
@@ -241,17 +240,24 @@ def load_tokenizer(clip_dir: Path):
     return CLIPTokenizer.from_pretrained(clip_dir)
 
 
-def build_text_encoder(tokenizer):
-    """Return an untrained ``CLIPTextModel``: 2 layers, width 128, positions up to the tokenizer's max length."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+def load_text_encoder(clip_dir: Path):
+    """Return the text tower of the mini CLIP in ``clip_dir`` as a frozen ``CLIPTextModel``.
 
-    config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=tokenizer.model_max_length,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return CLIPTextModel(config)
+    Stable Diffusion 1.x conditions its UNet on OpenAI CLIP's frozen text encoder.
+    The mini model does the same with the text tower of the course's own CLIP,
+    which was trained on the same captions.
+    """
+    from transformers import CLIPTextModel
+    from transformers.utils import logging as transformers_logging
+
+    # The CLIPModel checkpoint also contains vision weights, so a load report listing them is expected.
+    previous = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        text_encoder = CLIPTextModel.from_pretrained(clip_dir)
+    finally:
+        transformers_logging.set_verbosity(previous)
+    return text_encoder.eval().requires_grad_(False)
 
 
 def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
@@ -267,7 +273,7 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
 
 
 def train_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, seed: int) -> list[dict]:
-    """Train ``unet`` and ``text_encoder`` in place to predict the noise added to latents.
+    """Train ``unet`` in place to predict the noise added to latents; ``text_encoder`` stays frozen.
 
     DDPM with the epsilon objective and min-SNR loss weights.
 
@@ -287,7 +293,7 @@ def train_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, see
     snr = noise_scheduler.alphas_cumprod / (1 - noise_scheduler.alphas_cumprod)
     weights = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
     means, stds = latents
-    trained = torch.nn.ModuleDict({"unet": unet, "text_encoder": text_encoder})
+    trained = unet
     optimizer, scheduler = mini_training.make_optimizer(trained, lr=1e-3, weight_decay=0.01, max_steps=steps, warmup_steps=200)
     generator = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
@@ -298,7 +304,8 @@ def train_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, see
         indices = next(batches)
         clean = means[indices] + stds[indices] * torch.randn(means[indices].shape, generator=generator)
         prompts = ["" if rng.random() < CAPTION_DROPOUT else rng.choice(captions[i]) for i in indices.tolist()]
-        states = encode_prompts(tokenizer, text_encoder, prompts)
+        with torch.no_grad():
+            states = encode_prompts(tokenizer, text_encoder, prompts)
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(0, SCHEDULE["num_train_timesteps"], (len(indices),), generator=generator)
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
@@ -339,7 +346,7 @@ def run_unet_stage(args, train_set) -> dict:
     torch.manual_seed(args.seed + 1)
     vae = AutoencoderKL.from_pretrained(args.output_dir / "vae").eval()
     tokenizer = load_tokenizer(args.clip_dir)
-    text_encoder = build_text_encoder(tokenizer)
+    text_encoder = load_text_encoder(args.clip_dir)
     clean = train_set.select(blip_tasks.clean_rows(train_set))
     means, stds = latent_statistics(vae, images_to_tensor(clean["image"]))
     factor = vae.config.scaling_factor
@@ -348,7 +355,9 @@ def run_unet_stage(args, train_set) -> dict:
     history = train_unet(unet, tokenizer, text_encoder, (means * factor, stds * factor),
                          list(clean["captions"]), args.max_steps, args.seed)
     minutes = stopwatch.minutes()
-    build_pipeline(vae, text_encoder, tokenizer, unet).save_pretrained(args.output_dir)
+    # A freshly loaded tokenizer: training calls leave padding and length settings in the
+    # used one, which save_pretrained would write into tokenizer_config.json.
+    build_pipeline(vae, text_encoder, load_tokenizer(args.clip_dir), unet).save_pretrained(args.output_dir)
     return {
         "unet_training_minutes": round(minutes, 2),
         "unet_steps": args.max_steps,
@@ -465,7 +474,7 @@ weights (a 4-channel UNet): the pipeline re-imposes the unmasked latents at ever
 |---|---|---|---|
 | `unet` | `UNet2DConditionModel` | {metrics["unet_parameters"]:,} | 16x16x4 latents, channels (32, 64, 64), 1 layer per block, cross-attention at the 8x8 and 4x4 levels, cross-attention dim 128 |
 | `vae` | `AutoencoderKL` | {metrics["vae_parameters"]:,} | channels (16, 32, 64), 4x downsampling (64 px to 16x16x4), no mid-block attention, decoder fine-tuned after the UNet, `scaling_factor` {metrics["vae_scaling_factor"]} |
-| `text_encoder` | `CLIPTextModel` | {metrics["text_encoder_parameters"]:,} | 2 layers, width 128, trained from scratch together with the UNet |
+| `text_encoder` | `CLIPTextModel` | {metrics["text_encoder_parameters"]:,} | the text tower of `mini-clip` (3 layers, width 128), frozen, as SD 1.x freezes OpenAI CLIP's |
 | `tokenizer` | `CLIPTokenizer` | | the BPE tokenizer of `mini-clip`, copied unchanged, `model_max_length` 48 |
 | `scheduler` | `DPMSolverMultistepScheduler` | | Stable Diffusion 1.x schedule: 1000 steps, scaled-linear betas 0.00085 to 0.012, epsilon prediction |
 
@@ -483,7 +492,7 @@ cases so that classifier-free guidance works.
 
 ## Training
 
-`{metrics["command"]}` (seed {metrics["seed"]}, one CPU thread, `OMP_NUM_THREADS=1`) runs four
+`{metrics["command"]}` (seed {metrics["seed"]}, {metrics.get("threads", 1)} CPU thread(s)) runs four
 stages in order; `--stage vae|unet|decoder|eval` runs one of them on the same folder. Each
 stage reseeds itself, so split and single runs are meant to agree (no test checks that yet).
 
@@ -491,7 +500,7 @@ stage reseeds itself, so split and single runs are meant to agree (no test check
    the reconstruction from the posterior mean, plus 0.1 x the posterior standard deviation
    (which keeps encoder samples precise). {metrics["vae_training_minutes"]} min.
 2. `unet`: {metrics["unet_steps"]} AdamW steps, batch {UNET_BATCH_SIZE}, lr 1e-3 with warm-up and cosine
-   decay, noise-prediction MSE with min-SNR-5 weights; the text encoder trains along.
+   decay, noise-prediction MSE with min-SNR-5 weights; the text encoder stays frozen.
    {metrics["unet_training_minutes"]} min.
 3. `decoder`: {metrics["decoder_steps"]} steps fine-tuning only the VAE decoder on whole images,
    object pixels weighted 5x, so that colours come out right. The encoder, and so the
@@ -521,7 +530,7 @@ Fixed prompts and seeds, {sd_tasks.NUM_INFERENCE_STEPS} steps, guidance {sd_task
 | inpainting, inside the mask (centre 32x32, prompt "a {{color}} {{shape}} in the center"): CLIP sees the prompted class | {metrics["inpaint_region_accuracy"]:.1%} | >= {bars["inpaint_region_accuracy"]:.0%}, {verdict(metrics["inpaint_region_accuracy"] >= bars["inpaint_region_accuracy"])} |
 
 Speed: {metrics["images_per_second"]} images per second (one 64x64 image per call,
-{DEFAULT_STEPS} steps, guidance on, one CPU thread of the shared build machine).
+{DEFAULT_STEPS} steps, guidance on, {metrics.get("threads", 1)} CPU thread(s) of the course build machine).
 
 ## Limits
 
@@ -540,7 +549,7 @@ Speed: {metrics["images_per_second"]} images per second (one 64x64 image per cal
 
 def parse_args(argv: list[str] | None):
     """Return the validated command-line options (see the module docstring)."""
-    parser = mini_training.build_parser(__doc__.splitlines()[0], REPO_ROOT / "data" / "models" / "mini-sd", 1800)
+    parser = mini_training.build_parser(__doc__.splitlines()[0], REPO_ROOT / "data" / "models" / "mini-sd", 2500)
     parser.add_argument("--vae-steps", type=int, default=2000, help="optimizer steps of the VAE stage (default 2000)")
     parser.add_argument("--decoder-steps", type=int, default=600,
                         help="optimizer steps of the decoder fine-tuning stage (default 600)")
@@ -598,6 +607,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = update_metrics(args.output_dir, evaluate_folder(args.output_dir, args.clip_dir, REPO_ROOT / "build"))
     metrics = update_metrics(args.output_dir, {
         "seed": args.seed,
+        "threads": args.threads,
         "command": mini_training.command_line("train_mini_sd.py", argv),
         "eval_peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "bars": sd_tasks.BARS,
