@@ -30,6 +30,7 @@ PATCH_SIZE = 8
 NUM_TRAIN_IMAGES = 6000
 NUM_EVAL_IMAGES = 400
 BATCH_SIZE = 48
+DEFAULT_MAX_STEPS = 2400
 #: Temperature of the image-text contrastive loss (fixed, as a learned one gains little here).
 ITC_TEMPERATURE = 0.07
 
@@ -63,6 +64,8 @@ def build_heads(config):
     )
 
     caption = BlipForConditionalGeneration(config)
+    # Edge-detecting patch filters: with the default start the encoder learned colours but hardly shapes.
+    mini_training.edge_initialize(caption.vision_model.embeddings.patch_embedding)
     vqa = BlipForQuestionAnswering(config)
     itm = BlipForImageTextRetrieval(config)
     vqa.vision_model = caption.vision_model
@@ -80,43 +83,6 @@ def build_processor(tokenizer):
     return BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
-def grid_targets(rows) -> torch.Tensor:
-    """Return (N, 2, 9) class targets per 3x3 grid cell: shape (0 empty, 1-4) and colour (0 empty, 1-6)."""
-    from course_utils.data.shapes import COLORS, POSITIONS, SHAPES
-
-    targets = torch.zeros(len(rows), 2, len(POSITIONS), dtype=torch.long)
-    for i, row in enumerate(rows):
-        for color, shape, position in zip(row["colors"], row["shapes"], row["positions"], strict=True):
-            cell = POSITIONS.index(position)
-            targets[i, 0, cell] = SHAPES.index(shape) + 1
-            targets[i, 1, cell] = COLORS.index(color) + 1
-    return targets
-
-
-class GridProbe(torch.nn.Module):
-    """Auxiliary training head: predicts each 3x3 cell's shape and colour from the patch tokens.
-
-    A dense, direct signal that teaches the vision encoder shapes and positions far
-    faster than the language losses alone. It is not saved with the heads.
-    """
-
-    def __init__(self, width: int, num_shapes: int = 5, num_colors: int = 7):
-        super().__init__()
-        self.num_shapes = num_shapes
-        self.linear = torch.nn.Linear(width, num_shapes + num_colors)
-
-    def loss(self, image_embeds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Return the summed cross-entropy of shape and colour over the 9 cells."""
-        patches = image_embeds[:, 1:]  # (B, P, D) without the class token
-        side = int(patches.shape[1] ** 0.5)
-        grid = patches.transpose(1, 2).reshape(len(patches), -1, side, side)
-        cells = F.adaptive_avg_pool2d(grid, 3).flatten(2).transpose(1, 2)  # (B, 9, D)
-        logits = self.linear(cells)
-        shape_loss = F.cross_entropy(logits[..., : self.num_shapes].transpose(1, 2), targets[:, 0])
-        color_loss = F.cross_entropy(logits[..., self.num_shapes :].transpose(1, 2), targets[:, 1])
-        return shape_loss + color_loss
-
-
 class TrainingExamples:
     """Pixel tensors and texts of the clean training images, sampled into batches by ``draw``."""
 
@@ -129,7 +95,7 @@ class TrainingExamples:
         self.rows = [dict(row) for row in dataset.remove_columns("image")]
         self.questions = [blip_tasks.make_questions(row, COLORS, SHAPES, self.rng) for row in self.rows]
         self.keys = [tuple(sorted(zip(row["colors"], row["shapes"], strict=True))) for row in self.rows]
-        self.grid_targets = grid_targets(self.rows)
+        self.grid_targets = mini_training.grid_targets(self.rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -187,7 +153,7 @@ def _lm_labels(ids, mask):
     return ids.masked_fill(mask == 0, -100)
 
 
-def compute_losses(heads, tokenizer, batch, probe: GridProbe | None = None) -> dict:
+def compute_losses(heads, tokenizer, batch, probe: mini_training.GridProbe | None = None) -> dict:
     """Return the training losses of one batch; the vision encoder runs once for all of them.
 
     Four losses (captioning, VQA, ITM, ITC), plus the grid-probe loss when ``probe`` is given.
@@ -252,17 +218,17 @@ def trainable_modules(heads) -> torch.nn.ModuleDict:
     })
 
 
-def train(heads, tokenizer, examples: TrainingExamples, steps: int, seed: int, grid_probe: bool = False) -> list[dict]:
-    """Run ``steps`` AdamW steps (fresh optimizer, warm-up then cosine) on the sum of the losses.
+def train(heads, tokenizer, examples: TrainingExamples, steps: int, seed: int, grid_probe: bool = True) -> list[dict]:
+    """Run ``steps`` AdamW steps (warm-up then cosine) on the sum of the losses.
 
-    With ``grid_probe`` a fresh :class:`GridProbe` adds its loss. Returns the mean
+    With ``grid_probe`` a fresh :class:`mini_training.GridProbe` adds its loss. Returns the mean
     losses of every 100 steps.
     """
     modules = trainable_modules(heads)
     probe = None
     if grid_probe:
         torch.manual_seed(seed)
-        probe = GridProbe(heads["caption"].config.vision_config.hidden_size)
+        probe = mini_training.GridProbe(heads["caption"].config.vision_config.hidden_size)
         modules["grid_probe"] = probe
     for model in heads.values():
         model.train()
@@ -304,24 +270,6 @@ def save_heads(heads, processor, output_dir: Path) -> dict[str, Path]:
         mini_training.check_safetensors_only(folder)
         folders[head] = folder
     return folders
-
-
-def load_heads(parent: Path):
-    """Load the three saved heads under ``parent`` with one shared vision encoder; return them and the processor."""
-    from transformers import (
-        BlipForConditionalGeneration,
-        BlipForImageTextRetrieval,
-        BlipForQuestionAnswering,
-        BlipProcessor,
-    )
-
-    classes = {"caption": BlipForConditionalGeneration, "vqa": BlipForQuestionAnswering,
-               "itm": BlipForImageTextRetrieval}
-    heads = {head: classes[head].from_pretrained(parent / HEADS[head]) for head in HEADS}
-    # The three files hold identical copies of the vision encoder; share one again.
-    heads["vqa"].vision_model = heads["caption"].vision_model
-    heads["itm"].vision_model = heads["caption"].vision_model
-    return heads, BlipProcessor.from_pretrained(parent / HEADS["caption"])
 
 
 def evaluate_folders(folders: dict[str, Path], dataset) -> dict:
@@ -441,15 +389,16 @@ one colour or shape swapped (60%) or another scene's caption.
 
 ## Training
 
-`{summary["command"]}` (seed {summary["seed"]}, one CPU thread). {summary["max_steps"]} AdamW steps, batch
-{BATCH_SIZE}, lr 1e-3 with warm-up and cosine decay, then a warm restart of
-{summary["restart_steps"]} more steps (fresh optimizer, warm-up and cosine again). The loss
-is captioning + VQA + ITM + image-text contrastive (temperature {ITC_TEMPERATURE}); the
-restart adds an auxiliary grid probe (a linear layer, not saved) that predicts the shape
-and colour in each 3x3 cell from the patch tokens, because the language losses alone
-taught the vision encoder colours but hardly shapes or positions.
-{summary.get("run_note", "")}
-Training time on the course build machine (2 CPU cores shared with other jobs):
+`{summary["command"]}` (seed {summary["seed"]}, {summary["threads"]} CPU thread(s)). {summary["max_steps"]} AdamW
+steps, batch {BATCH_SIZE}, lr 1e-3 with warm-up and cosine decay. The loss is captioning +
+VQA + ITM + image-text contrastive (temperature {ITC_TEMPERATURE}) + an auxiliary grid probe
+(a linear layer, not saved) that predicts the shape and colour in each 3x3 cell from the
+patch tokens. The vision encoder's patch filters start as edge detectors
+(`mini_training.edge_initialize`). An earlier run without the edge start and with the probe
+only in a second half reached 44.8 % caption accuracy, 63.5 % VQA (15 % on position questions)
+and matching AUC 0.917: the language losses alone taught the encoder colours but hardly shapes
+or positions.
+Training time on the course build machine (2 CPU cores):
 {summary["training_minutes"]} min. Peak memory of the run: {summary["peak_memory_mb"]} MB.
 
 ## Evaluation
@@ -473,16 +422,9 @@ corruption (faded or occluded images hide colour or shape by design). Greedy dec
 
 def main(argv: list[str] | None = None) -> dict:
     """Train, save, evaluate and document the three heads; return the metrics."""
-    parser = mini_training.build_parser(__doc__.splitlines()[0], REPO_ROOT / "data" / "models", 1200)
-    parser.add_argument("--restart-steps", type=int, default=1600,
-                        help="steps of a second, warm-restarted schedule after --max-steps (default 1600; 0 skips it)")
-    parser.add_argument("--init-from", type=Path, default=None,
-                        help="folder holding the three heads after the first --max-steps steps: skip them and "
-                             "run only the restart")
+    parser = mini_training.build_parser(__doc__.splitlines()[0], REPO_ROOT / "data" / "models", DEFAULT_MAX_STEPS)
     args = parser.parse_args(argv)
     mini_training.validate_args(args)
-    if args.restart_steps < 0:
-        raise ValueError(f"--restart-steps must be 0 (no restart) or positive, got {args.restart_steps}.")
     mini_training.set_up_run(args.seed, args.threads)
     from course_utils.data.shapes import load_captioned_shapes
 
@@ -493,22 +435,11 @@ def main(argv: list[str] | None = None) -> dict:
     test_set = load_captioned_shapes("test", min(args.limit or NUM_EVAL_IMAGES, NUM_EVAL_IMAGES), seed=args.seed)
     placeholder = build_processor(blip_tasks.train_wordpiece(["a"]))
     examples = TrainingExamples(train_set, placeholder, args.seed)
-    if args.init_from is None:
-        tokenizer = blip_tasks.train_wordpiece(examples.texts())
-        processor = build_processor(tokenizer)
-        heads = build_heads(build_config(tokenizer))
-        log(f"{len(examples)} clean training images, vocabulary of {len(tokenizer)} tokens")
-        history = train(heads, tokenizer, examples, args.max_steps, args.seed)
-    else:
-        heads, processor = load_heads(args.init_from)
-        tokenizer = processor.tokenizer
-        history = []
-        log(f"resuming from {args.init_from}: skipping the first {args.max_steps} steps")
-    if args.restart_steps:
-        # A warm restart: fresh optimizer and schedule, reseeded draws, plus the grid probe.
-        # Resuming with --init-from reaches exactly the same weights as one uninterrupted run.
-        examples.rng = random.Random(args.seed + 1)
-        history += train(heads, tokenizer, examples, args.restart_steps, args.seed + 1, grid_probe=True)
+    tokenizer = blip_tasks.train_wordpiece(examples.texts())
+    processor = build_processor(tokenizer)
+    heads = build_heads(build_config(tokenizer))
+    log(f"{len(examples)} clean training images, vocabulary of {len(tokenizer)} tokens")
+    history = train(heads, tokenizer, examples, args.max_steps, args.seed)
     training_minutes = stopwatch.minutes()
     folders = save_heads(heads, processor, args.output_dir)
     metrics = evaluate_folders(folders, test_set)
@@ -517,8 +448,8 @@ def main(argv: list[str] | None = None) -> dict:
         "training_minutes": round(training_minutes, 2),
         "peak_memory_mb": round(peak_mb),
         "max_steps": args.max_steps,
-        "restart_steps": args.restart_steps,
         "seed": args.seed,
+        "threads": args.threads,
         "num_train_images": len(examples),
         "vocab_size": len(tokenizer),
         "command": mini_training.command_line("train_mini_blip.py", argv),
