@@ -267,12 +267,12 @@ Settings tried, by zero-shot accuracy on the clean single-object scenes of the v
 {EARLIER_RUNS}
 {_this_run_row(metrics)}
 
-The first runs chose every colour right and shapes near chance: "a red circle" and "a red square"
-embedded almost alike (cosine 0.997), and a logistic-regression probe read the shape of clean
-single objects from the image embeddings only 37 % of the time (chance 25 %, the most common shape
-35 %). A diagnostic on the same scenes trained a vision tower of this size to classify the shape
-of clean single objects (supervised, 300 steps of 64): it reached 35 % with the default start of
-the patch filters and 75 % with the edge start, while a three-layer CNN reached 98 % in 400 steps.
+The first runs chose every colour right and shapes near chance. "A red circle" and "a red square"
+embedded almost alike (cosine 0.997). A logistic-regression probe read the shape of clean single
+objects from the image embeddings only 37 % of the time (chance 25 %, the most common shape 35 %).
+A diagnostic on the same scenes trained a vision tower of this size to classify the shape of clean
+single objects, supervised, for 300 steps of 64 images. It reached 35 % with the default start of
+the patch filters and 75 % with the edge start. A three-layer CNN reached 98 % in 400 steps.
 A ViT has no built-in notion of edges, and these outlines are a few pixels wide.
 
 ## Metrics (test split)

@@ -127,7 +127,7 @@ def edge_initialize(patch_embedding: torch.nn.Conv2d, share: float = EDGE_FILTER
     Every filter is drawn from N(0, ``std``); the first ``share`` of them then
     lose their mean over the patch, separately for each colour channel. A
     zero-mean filter gives the same output on a flat background of any colour
-    and responds only where the patch holds an edge, so from the first step
+    and responds only where the patch contains an edge, so from the first step
     the tokens say where outlines are and which colours they separate. With
     the libraries' default start (std 0.02, means kept) the course's ViTs
     learned colour at once but shape hardly at all. Draws from torch's global

@@ -394,10 +394,10 @@ steps, batch {BATCH_SIZE}, lr 1e-3 with warm-up and cosine decay. The loss is ca
 VQA + ITM + image-text contrastive (temperature {ITC_TEMPERATURE}) + an auxiliary grid probe
 (a linear layer, not saved) that predicts the shape and colour in each 3x3 cell from the
 patch tokens. The vision encoder's patch filters start as edge detectors
-(`mini_training.edge_initialize`). An earlier run without the edge start and with the probe
-only in a second half reached 44.8 % caption accuracy, 63.5 % VQA (15 % on position questions)
-and matching AUC 0.917: the language losses alone taught the encoder colours but hardly shapes
-or positions.
+(`mini_training.edge_initialize`). An earlier run had neither the edge start nor the probe in
+its first half. It reached 44.8 % caption accuracy, 63.5 % VQA (15 % on position questions) and
+matching AUC 0.917, because the language losses alone taught the encoder colours but hardly
+shapes or positions.
 Training time on the course build machine (2 CPU cores):
 {summary["training_minutes"]} min. Peak memory of the run: {summary["peak_memory_mb"]} MB.
 
