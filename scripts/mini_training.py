@@ -128,7 +128,7 @@ def edge_initialize(patch_embedding: torch.nn.Conv2d, share: float = EDGE_FILTER
     lose their mean over the patch, separately for each colour channel. A
     zero-mean filter gives the same output on a flat background of any colour
     and responds only where the patch contains an edge, so from the first step
-    the tokens say where outlines are and which colours they separate. With
+    the tokens show where outlines are and which colours they separate. With
     the libraries' default start (std 0.02, means kept) the course's ViTs
     learned colour at once but shape hardly at all. Draws from torch's global
     generator, which :func:`set_up_run` seeds.
@@ -159,7 +159,7 @@ class GridProbe(torch.nn.Module):
     """Auxiliary training head: predicts each 3x3 cell's shape and colour from the patch tokens.
 
     A dense, direct signal that teaches the vision encoder shapes and positions far
-    faster than the language losses alone. It is not saved with the heads.
+    faster than the image-text losses alone. It is discarded after training.
     """
 
     def __init__(self, width: int, num_shapes: int = 5, num_colors: int = 7):

@@ -32,10 +32,10 @@ DEFAULT_MAX_STEPS = 3000
 BATCH_SIZE = 128
 # Give each image a hard negative caption: its own caption with one colour or shape word swapped
 # for one the scene lacks, as NegCLIP does. Without it "a red circle" and "a red square" embedded
-# almost alike (cosine 0.998), because random batches rarely need the shape word.
+# almost alike (cosine above 0.99), because random batches rarely need the shape word.
 SWAPPED_NEGATIVES = True
-# Weight of the auxiliary grid-probe loss (mini_training.GridProbe: shape and colour of each 3x3 cell,
-# read from the patch tokens, on images without corruption); 0 turns it off. The probe is discarded.
+# Weight of the auxiliary loss of mini_training.GridProbe, which reads the shape and colour of each
+# 3x3 cell from the patch tokens of uncorrupted images. 0 turns it off, and the probe is never saved.
 GRID_PROBE_WEIGHT = 1.0
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 0.1
