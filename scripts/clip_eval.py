@@ -146,20 +146,24 @@ def evaluate(model, processor, test_set, train_captions, gallery_size: int) -> d
 
 
 # Earlier runs, by zero-shot accuracy on the clean single-object validation scenes. Columns: batches,
-# auxiliary loss, start of the patch filters, swapped-caption negatives, steps, lr, result.
-EARLIER_RUNS = """| random, 128 | none | default | no | 1,500 | 1e-3 | 32.8 % (test: 35.6 %) |
-| colour groups of 32, 128 | none | default | no | 1,000 | 1e-3 | 26.4 % |
-| colour groups of 16, 64 | none | default | no | 1,600 | 2e-3 | 27.0 % |
-| colour groups of 16, 64 | colours and shapes present, weight 1 | default | no | 1,200 | 1e-3 | 23.0 % |
-| colour groups of 16, 64 | colours and shapes present, weight 1 | default | no | 1,200 | 2e-3 | 25.3 % |
-| random, 128 | none | edges | no | 2,700 of 3,000 (stopped) | 1e-3 | 39.1 % at step 2,500 |
-| random, 128 | none | edges | yes | 1,100 of 3,000 (stopped) | 1e-3 | 31.0 % at step 1,000 |"""
+# training scenes, auxiliary loss, start of the patch filters, swapped-caption negatives, steps, lr, result.
+EARLIER_RUNS = """| random, 128 | 20,000 | none | default | no | 1,500 | 1e-03 | 32.8 % (test: 35.6 %) |
+| colour groups of 32, 128 | 20,000 | none | default | no | 1,000 | 1e-03 | 26.4 % |
+| colour groups of 16, 64 | 20,000 | none | default | no | 1,600 | 2e-03 | 27.0 % |
+| colour groups of 16, 64 | 20,000 | colours and shapes present, weight 1 | default | no | 1,200 | 1e-03 | 23.0 % |
+| colour groups of 16, 64 | 20,000 | colours and shapes present, weight 1 | default | no | 1,200 | 2e-03 | 25.3 % |
+| random, 128 | 20,000 | none | edges | no | 2,700 of 3,000 (stopped) | 1e-03 | 39.1 % at step 2,500 |
+| random, 128 | 20,000 | none | edges | yes | 1,100 of 3,000 (stopped) | 1e-03 | 31.0 % at step 1,000 |
+| random, 128 | 20,000 | grid probe, weight 1 | edges | yes | 3,000 | 1e-03 | 54.0 % (test: 62.1 %) |
+| random, 128 | 50,000 | grid probe, weight 1 | edges | yes | 3,000 | 1e-03 | 62.1 % (test: 64.3 %) |"""
 
 
 def _auxiliary_name(metrics: dict) -> str:
-    """Return the settings table's name for the run's auxiliary loss."""
-    weight = metrics.get("grid_probe_weight")
-    return f"grid probe, weight {weight:g}" if weight else "none"
+    """Return the settings table's name for the run's auxiliary losses."""
+    names = [f"{name}, weight {metrics[key]:g}"
+             for name, key in (("grid probe", "grid_probe_weight"), ("presence probe", "presence_probe_weight"))
+             if metrics.get(key)]
+    return " + ".join(names) or "none"
 
 
 def _this_run_row(metrics: dict) -> str:
@@ -167,8 +171,9 @@ def _this_run_row(metrics: dict) -> str:
     filters = "edges" if metrics.get("edge_filter_share") else "default"
     swapped = "yes" if metrics.get("swapped_negatives") else "no"
     return (
-        f"| random, {metrics['batch_size']} (this run) | {_auxiliary_name(metrics)} | {filters} | {swapped} "
-        f"| {metrics['max_steps']:,} | {metrics['learning_rate']:g} | {metrics['validation_zero_shot_accuracy']:.1%} |"
+        f"| random, {metrics['batch_size']} (this run) | {metrics['train_scenes']:,} | {_auxiliary_name(metrics)} | {filters} | {swapped} "
+        f"| {metrics['max_steps']:,} | {metrics['learning_rate']:.0e} | {100 * metrics['validation_zero_shot_accuracy']:.1f} % "
+        f"(test: {100 * metrics['zero_shot_accuracy']:.1f} %) |"
     )
 
 
@@ -192,6 +197,13 @@ def _loss_description(metrics: dict) -> str:
             "in each cell of the 3x3 grid from the pooled patch tokens of uncorrupted images",
             "(`mini_training.GridProbe`, shared with mini-blip). It gives the vision tower a direct shape",
             "signal and is discarded after training.",
+        ]
+    if metrics.get("presence_probe_weight"):
+        lines += [
+            f"A second auxiliary loss (weight {metrics['presence_probe_weight']:g}) trains a linear presence probe to read,",
+            "from the pooled image vector of each uncorrupted image, which of the 24 colour-shape pairs it holds",
+            "(`mini_training.PresenceProbe`, one binary cross-entropy per pair). Zero-shot classification",
+            "reads that vector, so the probe asks it to keep the pairs linearly apart. It is discarded too.",
         ]
     if metrics.get("edge_filter_share"):
         lines += [
@@ -262,8 +274,8 @@ development machine (2 CPU cores).
 Settings tried, by zero-shot accuracy on the clean single-object scenes of the validation split
 (the first run was scored on test only at first, which exposed the shape problem):
 
-| batches | auxiliary loss | patch filters | swapped negatives | steps | lr | validation zero-shot |
-|---|---|---|---|---|---|---|
+| batches | training scenes | auxiliary loss | patch filters | swapped negatives | steps | lr | validation zero-shot |
+|---|---|---|---|---|---|---|---|
 {EARLIER_RUNS}
 {_this_run_row(metrics)}
 
@@ -274,6 +286,12 @@ A diagnostic on the same scenes trained a vision tower of this size to classify 
 single objects, supervised, for 300 steps of 64 images. It reached 35 % with the default start of
 the patch filters and 75 % with the edge start. A three-layer CNN reached 98 % in 400 steps.
 A ViT has no built-in notion of edges, and these outlines are a few pixels wide.
+Run for 1,500 steps, the same diagnostic showed the tower overfitting. With 8,000 training scenes
+it was right on 98 % of its training batches but on 81 % of validation scenes; with 40,000 scenes,
+on 93 %. The training set therefore grew from 20,000 scenes to 50,000, the generator's maximum.
+With the presence probe added, validation zero-shot at step 1,000 rose from 35.6 % to 67.2 %.
+An early run with a similar loss (colours and shapes present, read separately) had not helped,
+but it had the default filter start and 20,000 scenes, and it did not ask for the pairs.
 
 ## Metrics (test split)
 

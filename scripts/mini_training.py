@@ -179,6 +179,44 @@ class GridProbe(torch.nn.Module):
         return shape_loss + color_loss
 
 
+def presence_targets(rows) -> torch.Tensor:
+    """Return (N, colours x shapes) multi-hot targets: 1 where the scene holds that colour-shape pair.
+
+    Column ``c * len(SHAPES) + s`` stands for colour ``COLORS[c]`` and shape ``SHAPES[s]``,
+    the order of the 24 zero-shot prompts.
+    """
+    from course_utils.data.shapes import COLORS, SHAPES
+
+    targets = torch.zeros(len(rows), len(COLORS) * len(SHAPES))
+    for i, row in enumerate(rows):
+        for color, shape in zip(row["colors"], row["shapes"], strict=True):
+            targets[i, COLORS.index(color) * len(SHAPES) + SHAPES.index(shape)] = 1.0
+    return targets
+
+
+class PresenceProbe(torch.nn.Module):
+    """Auxiliary training head: reads which colour-shape pairs a scene holds from its pooled image vector.
+
+    Zero-shot classification compares the pooled (then projected) vector with one
+    text vector per colour-shape pair, so it works only if that vector keeps the
+    pairs linearly apart. This probe asks for exactly that, with one binary
+    cross-entropy per pair. It is discarded after training.
+    """
+
+    def __init__(self, width: int, num_pairs: int = 24):
+        super().__init__()
+        self.linear = torch.nn.Linear(width, num_pairs)
+
+    def loss(self, pooled: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Return the binary cross-entropy summed over the pairs and averaged over the images; ``pooled`` is (B, width).
+
+        Summing over pairs keeps the loss as large as the grid probe's; a mean over
+        24 mostly absent pairs would make the signal too weak to shape the encoder.
+        """
+        errors = F.binary_cross_entropy_with_logits(self.linear(pooled), targets, reduction="none")
+        return errors.sum(dim=1).mean()
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Return the number of parameters of ``model``."""
     return sum(param.numel() for param in model.parameters())
