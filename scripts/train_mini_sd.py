@@ -28,7 +28,12 @@ import sd_tasks  # noqa: E402
 from mini_training import REPO_ROOT, log  # noqa: E402
 
 IMAGE_SIZE = 64
+#: Training scenes of the VAE and decoder stages: an autoencoder learns to redraw these
+#: scenes from a few thousand of them.
 NUM_TRAIN_IMAGES = 6000
+#: Training scenes of the UNet stage, a superset of the VAE's: with the 6,000 alone the UNet
+#: saw each scene about 13 times and drew shapes as blobs.
+UNET_TRAIN_IMAGES = 50_000
 VAE_BATCH_SIZE = 16
 DECODER_BATCH_SIZE = 8
 #: The VAE trains on random crops of this side, because a fully convolutional
@@ -36,6 +41,8 @@ DECODER_BATCH_SIZE = 8
 #: and crops cost a quarter of the compute on the shared CPU.
 VAE_CROP = 32
 UNET_BATCH_SIZE = 32
+#: UNet steps by default (--max-steps); 2,500 gave colours right but shapes as blobs.
+DEFAULT_UNET_STEPS = 5000
 #: Share of training captions replaced by "" so classifier-free guidance has an unconditional model.
 CAPTION_DROPOUT = 0.1
 #: Noise schedule of Stable Diffusion 1.x; inference schedulers reuse it.
@@ -484,9 +491,9 @@ checker to filter. The full profile's Stable Diffusion 1.5 keeps its checker.
 
 ## Data
 
-Captioned shapes, mini profile: `load_captioned_shapes("train", {NUM_TRAIN_IMAGES}, seed=0)`.
-The VAE trains on every image (random 32x32 crops). The UNet trains on the
-{metrics["num_train_images_unet"]} images without corruption, with one of each image's four
+Captioned shapes, mini profile: `load_captioned_shapes("train", {UNET_TRAIN_IMAGES}, seed=0)`.
+The VAE and its decoder train on the first {NUM_TRAIN_IMAGES:,} images (the VAE on random 32x32 crops).
+The UNet trains on the {metrics["num_train_images_unet"]:,} images without corruption among all of them, with one of each image's four
 captions per step (vague captions included), replaced by "" in {CAPTION_DROPOUT:.0%} of
 cases so that classifier-free guidance works.
 
@@ -549,7 +556,7 @@ Speed: {metrics["images_per_second"]} images per second (one 64x64 image per cal
 
 def parse_args(argv: list[str] | None):
     """Return the validated command-line options (see the module docstring)."""
-    parser = mini_training.build_parser(__doc__.splitlines()[0], REPO_ROOT / "data" / "models" / "mini-sd", 2500)
+    parser = mini_training.build_parser(__doc__.splitlines()[0], REPO_ROOT / "data" / "models" / "mini-sd", DEFAULT_UNET_STEPS)
     parser.add_argument("--vae-steps", type=int, default=2000, help="optimizer steps of the VAE stage (default 2000)")
     parser.add_argument("--decoder-steps", type=int, default=600,
                         help="optimizer steps of the decoder fine-tuning stage (default 600)")
@@ -585,16 +592,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     # The first n images of a split do not depend on how many are drawn, so --limit
     # draws fewer instead of slicing a full split.
-    train_set = load_captioned_shapes("train", args.limit or NUM_TRAIN_IMAGES, seed=args.seed)
+    train_set = load_captioned_shapes("train", args.limit or UNET_TRAIN_IMAGES, seed=args.seed)
+    # The first n scenes of a split are the same whatever the total, so the VAE's scenes are a prefix.
+    autoencoder_images = list(train_set.select(range(min(len(train_set), NUM_TRAIN_IMAGES)))["image"])
     args.output_dir.mkdir(parents=True, exist_ok=True)
     metrics = {}
     if args.stage == "all" and (args.output_dir / "training_metrics.json").exists():
         # A full run starts afresh; single stages add to what earlier stages recorded.
         (args.output_dir / "training_metrics.json").unlink()
     stages = {
-        "vae": lambda: run_vae_stage(args, list(train_set["image"])),
+        "vae": lambda: run_vae_stage(args, autoencoder_images),
         "unet": lambda: run_unet_stage(args, train_set),
-        "decoder": lambda: run_decoder_stage(args, list(train_set["image"])),
+        "decoder": lambda: run_decoder_stage(args, autoencoder_images),
     }
     for stage, run in stages.items():
         if args.stage in ("all", stage):

@@ -66,35 +66,54 @@ def library_warnings():
 
 
 # NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
-@pytest.mark.xfail(strict=True, reason="mini-CLIP recognises the prompt in 20.8% of generated images (bar 70%; 52% on drawn scenes); shapes come out as blobs")
+@pytest.mark.xfail(strict=True, reason="mini-CLIP recognises the prompt in 27.1% of generated images (bar 70%; 100% on drawn scenes); shapes often come out as blobs")
 def test_text2img_bar(pipe, judge):
     metrics = sd_tasks.evaluate_text2img(pipe, judge)
     assert metrics["text2img_images"] == 48
     assert metrics["text2img_accuracy"] >= sd_tasks.BARS["text2img_accuracy"], metrics
 
 
-# NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
-@pytest.mark.xfail(strict=True, reason="at strength 0.9 the prompt is recognised in 31% of outputs (bar 70%)")
-def test_img2img_strength_bars(pipe, judge):
+@pytest.fixture(scope="module")
+def img2img_metrics(pipe, judge):
     from diffusers import StableDiffusionImg2ImgPipeline
 
     img2img = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
-    metrics = sd_tasks.evaluate_img2img(img2img, judge)
-    assert metrics["img2img_low_layout_iou"] >= sd_tasks.BARS["img2img_low_layout_iou"], metrics
-    assert metrics["img2img_low_layout_iou"] > metrics["img2img_high_layout_iou"], metrics
-    assert metrics["img2img_high_prompt_accuracy"] >= sd_tasks.BARS["img2img_high_prompt_accuracy"], metrics
+    return sd_tasks.evaluate_img2img(img2img, judge)
 
 
 # NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
-@pytest.mark.xfail(strict=True, reason="change outside the mask exceeds the VAE round trip by 2.21/255 (bar 2.0), prompt recognised in 12.5% (bar 70%)")
-def test_inpainting_bars(judge):
+@pytest.mark.xfail(strict=True, reason="at low strength the layout IoU is 0.588 (bar 0.6); the earlier UNet kept 0.675 but followed prompts less")
+def test_img2img_low_strength_keeps_layout(img2img_metrics):
+    assert img2img_metrics["img2img_low_layout_iou"] >= sd_tasks.BARS["img2img_low_layout_iou"], img2img_metrics
+
+
+def test_img2img_low_strength_keeps_more_than_high(img2img_metrics):
+    assert img2img_metrics["img2img_low_layout_iou"] > img2img_metrics["img2img_high_layout_iou"], img2img_metrics
+
+
+# NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
+@pytest.mark.xfail(strict=True, reason="at high strength the prompt is recognised in 37.5% of outputs (bar 70%)")
+def test_img2img_high_strength_follows_prompt(img2img_metrics):
+    assert img2img_metrics["img2img_high_prompt_accuracy"] >= sd_tasks.BARS["img2img_high_prompt_accuracy"], img2img_metrics
+
+
+@pytest.fixture(scope="module")
+def inpaint_metrics(judge):
     from diffusers import StableDiffusionInpaintPipeline
 
     inpaint = StableDiffusionInpaintPipeline.from_pretrained(model_source("sd_inpaint", profile="mini"))
     inpaint.set_progress_bar_config(disable=True)
-    metrics = sd_tasks.evaluate_inpainting(inpaint, judge)
-    assert metrics["inpaint_outside_excess"] <= sd_tasks.BARS["inpaint_outside_excess"], metrics
-    assert metrics["inpaint_region_accuracy"] >= sd_tasks.BARS["inpaint_region_accuracy"], metrics
+    return sd_tasks.evaluate_inpainting(inpaint, judge)
+
+
+def test_inpainting_keeps_outside_of_mask(inpaint_metrics):
+    assert inpaint_metrics["inpaint_outside_excess"] <= sd_tasks.BARS["inpaint_outside_excess"], inpaint_metrics
+
+
+# NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
+@pytest.mark.xfail(strict=True, reason="the prompt is recognised in the repainted region in 18.8% of cases (bar 70%)")
+def test_inpainting_region_follows_prompt(inpaint_metrics):
+    assert inpaint_metrics["inpaint_region_accuracy"] >= sd_tasks.BARS["inpaint_region_accuracy"], inpaint_metrics
 
 
 @pytest.mark.parametrize("name", ["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline",
