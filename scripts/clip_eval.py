@@ -201,7 +201,7 @@ def _loss_description(metrics: dict) -> str:
     if metrics.get("presence_probe_weight"):
         lines += [
             f"A second auxiliary loss (weight {metrics['presence_probe_weight']:g}) trains a linear presence probe to read,",
-            "from the pooled image vector of each uncorrupted image, which of the 24 colour-shape pairs it holds",
+            "from the pooled image vector of each uncorrupted image, which of the 24 colour-shape pairs it contains",
             "(`mini_training.PresenceProbe`, one binary cross-entropy per pair). Zero-shot classification",
             "reads that vector, so the probe asks it to keep the pairs linearly apart. It is discarded too.",
         ]

@@ -180,9 +180,9 @@ class GridProbe(torch.nn.Module):
 
 
 def presence_targets(rows) -> torch.Tensor:
-    """Return (N, colours x shapes) multi-hot targets: 1 where the scene holds that colour-shape pair.
+    """Return (N, colours x shapes) multi-hot targets: 1 where the scene contains that colour-shape pair.
 
-    Column ``c * len(SHAPES) + s`` stands for colour ``COLORS[c]`` and shape ``SHAPES[s]``,
+    Column ``c * len(SHAPES) + s`` is colour ``COLORS[c]`` and shape ``SHAPES[s]``,
     the order of the 24 zero-shot prompts.
     """
     from course_utils.data.shapes import COLORS, SHAPES
@@ -195,7 +195,7 @@ def presence_targets(rows) -> torch.Tensor:
 
 
 class PresenceProbe(torch.nn.Module):
-    """Auxiliary training head: reads which colour-shape pairs a scene holds from its pooled image vector.
+    """Auxiliary training head: reads which colour-shape pairs a scene contains from its pooled image vector.
 
     Zero-shot classification compares the pooled (then projected) vector with one
     text vector per colour-shape pair, so it works only if that vector keeps the

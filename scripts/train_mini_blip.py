@@ -410,7 +410,7 @@ steps, batch {BATCH_SIZE}, lr 1e-3 with warm-up and cosine decay. The loss is ca
 VQA + ITM + image-text contrastive (temperature {ITC_TEMPERATURE}) + two auxiliary probes
 (linear layers, not saved): a grid probe that predicts the shape and colour in each 3x3 cell
 from the patch tokens, and a presence probe that reads which of the 24 colour-shape pairs the
-image holds from the class token (both from `mini_training`, shared with mini-clip). The vision
+image contains from the class token (both from `mini_training`, shared with mini-clip). The vision
 encoder's patch filters start as edge detectors (`mini_training.edge_initialize`).
 
 Earlier runs, on the same held-out images (caption / VQA / matching AUC):
@@ -420,10 +420,11 @@ Earlier runs, on the same held-out images (caption / VQA / matching AUC):
 | 6,000 scenes, no edge start, grid probe in the second half only | 44.8 % | 63.5 % | 0.917 |
 | 6,000 scenes, edge start, grid probe | 61.6 % | 58.2 % | 0.935 |
 | 50,000 scenes, edge start, grid probe | 66.4 % | 58.9 % | 0.901 |
-| this run: 50,000 scenes, edge start, grid and presence probes | {summary["caption_accuracy"]:.1%} | {summary["vqa_accuracy"]:.1%} | {summary["itm_auc"]:.3f} |
+| this run: 50,000 scenes, edge start, grid and presence probes | {100 * summary["caption_accuracy"]:.1f} % | {100 * summary["vqa_accuracy"]:.1f} % | {summary["itm_auc"]:.3f} |
 
-The language losses alone taught the encoder colours but hardly shapes or positions; with
+The language losses alone taught the encoder colours but hardly shapes or positions. With
 6,000 scenes it also overfitted.
+
 Training time on the course build machine (2 CPU cores):
 {summary["training_minutes"]} min. Peak memory of the run: {summary["peak_memory_mb"]} MB.
 
