@@ -287,8 +287,8 @@ single objects, supervised, for 300 steps of 64 images. It reached 35 % with the
 the patch filters and 75 % with the edge start. A three-layer CNN reached 98 % in 400 steps.
 A ViT has no built-in notion of edges, and these outlines are a few pixels wide.
 Run for 1,500 steps, the same diagnostic showed the tower overfitting. With 8,000 training scenes
-it was right on 98 % of its training batches but on 81 % of validation scenes; with 40,000 scenes,
-on 93 %. The training set therefore grew from 20,000 scenes to 50,000, the generator's maximum.
+it was right on 98 % of its training batches but on 81 % of validation scenes. With 40,000 scenes,
+it was right on 93 %. The training set therefore grew from 20,000 scenes to 50,000, the generator's maximum.
 With the presence probe added, validation zero-shot at step 1,000 rose from 35.6 % to 67.2 %.
 An early run with a similar loss (colours and shapes present, read separately) had not helped,
 but it had the default filter start and 20,000 scenes, and it did not ask for the pairs.

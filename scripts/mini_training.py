@@ -199,7 +199,7 @@ class PresenceProbe(torch.nn.Module):
 
     Zero-shot classification compares the pooled (then projected) vector with one
     text vector per colour-shape pair, so it works only if that vector keeps the
-    pairs linearly apart. This probe asks for exactly that, with one binary
+    pairs linearly apart. This probe trains for exactly that, with one binary
     cross-entropy per pair. It is discarded after training.
     """
 
@@ -210,8 +210,8 @@ class PresenceProbe(torch.nn.Module):
     def loss(self, pooled: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Return the binary cross-entropy summed over the pairs and averaged over the images; ``pooled`` is (B, width).
 
-        Summing over pairs keeps the loss as large as the grid probe's; a mean over
-        24 mostly absent pairs would make the signal too weak to shape the encoder.
+        Summing over pairs keeps the loss on the scale of the grid probe's. A mean over
+        the 24 pairs, most of them absent, would scale the signal down 24-fold.
         """
         errors = F.binary_cross_entropy_with_logits(self.linear(pooled), targets, reduction="none")
         return errors.sum(dim=1).mean()

@@ -407,10 +407,10 @@ one colour or shape swapped (60%) or another scene's caption.
 
 `{summary["command"]}` (seed {summary["seed"]}, {summary["threads"]} CPU thread(s)). {summary["max_steps"]} AdamW
 steps, batch {BATCH_SIZE}, lr 1e-3 with warm-up and cosine decay. The loss is captioning +
-VQA + ITM + image-text contrastive (temperature {ITC_TEMPERATURE}) + two auxiliary probes
-(linear layers, not saved): a grid probe that predicts the shape and colour in each 3x3 cell
-from the patch tokens, and a presence probe that reads which of the 24 colour-shape pairs the
-image contains from the class token (both from `mini_training`, shared with mini-clip). The vision
+VQA + ITM + image-text contrastive (temperature {ITC_TEMPERATURE}) + two auxiliary probes,
+linear layers that are not saved. The grid probe predicts the shape and colour in each 3x3 cell
+from the patch tokens. The presence probe reads which of the 24 colour-shape pairs the image
+contains from the class token. Both come from `mini_training` and are shared with mini-clip. The vision
 encoder's patch filters start as edge detectors (`mini_training.edge_initialize`).
 
 Earlier runs, on the same held-out images (caption / VQA / matching AUC):

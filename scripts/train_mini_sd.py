@@ -546,7 +546,7 @@ Speed: {metrics["images_per_second"]} images per second (one 64x64 image per cal
 - 64x64 pixels only; other sizes must be multiples of 4 pixels and were never trained.
 - The judge is itself a small model, so the figures above count its mistakes too; the
   row "the judge's ceiling" shows how often it is right on drawn scenes.
-- After {metrics["unet_steps"]} UNet steps, colours follow the prompt far better than shapes,
+- After {metrics["unet_steps"]} UNet steps, colours follow the prompt more often than shapes,
   which often come out as blobs.
 - Inpainting with a text-to-image UNet ignores the mask's content while it denoises,
   so edges of the repainted region can clash with the rest of the scene.

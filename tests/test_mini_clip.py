@@ -232,7 +232,7 @@ def test_presence_probe_targets_and_loss():
     with torch.no_grad():
         probe.linear.weight.zero_()
         probe.linear.bias.zero_()
-        # Summed over 24 pairs, a probe that says 0.5 everywhere costs 24 ln 2 per image.
+        # Summed over 24 pairs, a probe that predicts 0.5 everywhere costs 24 ln 2 per image.
         assert probe.loss(pooled, targets).item() == pytest.approx(24 * 0.6931, rel=1e-3)
         probe.linear.bias.copy_(torch.where(targets[0] > 0, 10.0, -10.0))
         # Right for the first scene, wrong on three pairs of the second one.

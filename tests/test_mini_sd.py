@@ -87,7 +87,7 @@ def test_img2img_low_strength_keeps_layout(img2img_metrics):
     assert img2img_metrics["img2img_low_layout_iou"] >= sd_tasks.BARS["img2img_low_layout_iou"], img2img_metrics
 
 
-def test_img2img_low_strength_keeps_more_than_high(img2img_metrics):
+def test_img2img_layout_iou_falls_with_strength(img2img_metrics):
     assert img2img_metrics["img2img_low_layout_iou"] > img2img_metrics["img2img_high_layout_iou"], img2img_metrics
 
 
