@@ -27,7 +27,7 @@ from mini_training import REPO_ROOT, log  # noqa: E402
 HEADS = {"caption": "mini-blip-caption", "vqa": "mini-blip-vqa", "itm": "mini-blip-itm"}
 IMAGE_SIZE = 64
 PATCH_SIZE = 8
-# 6,000 scenes let the vision encoder overfit: it learned colours but few shapes (see mini-clip's card).
+# With 6,000 scenes the vision encoder overfitted, so it learned colours but few shapes.
 NUM_TRAIN_IMAGES = 50_000
 NUM_EVAL_IMAGES = 400
 BATCH_SIZE = 48

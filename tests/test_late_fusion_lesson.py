@@ -1,4 +1,4 @@
-"""The late-fusion lesson's claim, checked on the shipped mini models: fusion beats each modality.
+"""Check the late-fusion lesson's claim on the shipped mini models: fusion beats each modality.
 
 This repeats notebook 04's pipeline with the same sizes, seeds and helpers (MiniLM
 caption embeddings, mini-clip image embeddings, one logistic probe per modality,
