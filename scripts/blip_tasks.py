@@ -116,30 +116,56 @@ def full_captions(row: dict, rng: random.Random) -> list[str]:
     return make_captions(row["colors"], row["shapes"], row["sizes"], row["positions"], row["background"], generator)
 
 
-def train_wordpiece(texts: Iterable[str], vocab_size: int = 512):
-    """Train a lower-casing BERT-style WordPiece tokenizer on ``texts`` and return a ``BertTokenizer``.
+def wordpiece_vocabulary(texts: Iterable[str], vocab_size: int = 512) -> dict[str, int]:
+    """Return a WordPiece vocabulary for ``texts``: special tokens, characters, then whole words.
 
-    The post-processor wraps each text as ``[CLS] text [SEP]``, which is what
-    BLIP's processors produce, and ``bos_token`` is ``[DEC]``. The returned
-    tokenizer saves as ``tokenizer.json`` plus ``vocab.txt``, so both
+    Ids run in a fixed order: :data:`SPECIAL_TOKENS`, every character that starts a
+    word, every word-continuing character as ``##c`` (both sorted), then whole words,
+    most frequent first (ties alphabetical), until ``vocab_size`` tokens. A word not
+    in the vocabulary is split into characters, so nothing maps to ``[UNK]`` unless it
+    holds a character never seen.
+
+    ``tokenizers``' ``WordPieceTrainer`` is not used, because it breaks ties between
+    equally frequent merges in hash-map order, which changes from run to run: its
+    vocabularies, and so the ids the models were trained on, differed between two
+    calls on the same texts. With a corpus this small it learned every whole word anyway.
+
+    Raises:
+        ValueError: When the characters alone need more than ``vocab_size`` tokens.
+    """
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    splitter = pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in texts for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    starts = sorted({word[0] for word in words})
+    continuations = sorted({f"##{char}" for word in words for char in word[1:]})
+    tokens = list(SPECIAL_TOKENS) + starts + continuations
+    if len(tokens) > vocab_size:
+        raise ValueError(f"vocab_size {vocab_size} is too small: the characters alone need {len(tokens)} tokens.")
+    known = set(tokens)
+    ranked = sorted((word for word in words if word not in known), key=lambda word: (-words[word], word))
+    tokens += ranked[: vocab_size - len(tokens)]
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int = 512):
+    """Build a lower-casing BERT-style WordPiece tokenizer for ``texts`` and return a ``BertTokenizerFast``.
+
+    The vocabulary comes from :func:`wordpiece_vocabulary`, so the same texts always
+    give the same ids. The post-processor wraps each text as ``[CLS] text [SEP]``,
+    which is what BLIP's processors produce, and ``bos_token`` is ``[DEC]``. The
+    returned tokenizer saves as ``tokenizer.json`` plus ``vocab.txt``, so both
     ``BertTokenizer`` and ``BertTokenizerFast`` load it.
     """
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    backend = Tokenizer(models.WordPiece(wordpiece_vocabulary(texts, vocab_size), unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(lowercase=True)
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=1)
-    backend.train_from_iterator(texts, trainer)
     cls_id, sep_id = SPECIAL_TOKENS.index("[CLS]"), SPECIAL_TOKENS.index("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",

@@ -217,6 +217,36 @@ class PresenceProbe(torch.nn.Module):
         return errors.sum(dim=1).mean()
 
 
+class PatchPositionProbe(torch.nn.Module):
+    """Auxiliary training head: predicts the grid row and column of every patch token from the token.
+
+    The encoder adds position embeddings only at its input, and no other loss
+    depends on them, so its output tokens can lose where they sit. A question like
+    "where is the red star?" needs exactly that: the answer reads the position of
+    the tokens it attends to. It is discarded after training.
+    """
+
+    def __init__(self, width: int, side: int):
+        super().__init__()
+        self.side = side
+        self.linear = torch.nn.Linear(width, 2 * side)
+
+    def loss(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Return the cross-entropy of row plus column, averaged over patches; ``image_embeds`` is (B, 1 + side^2, D)."""
+        patches = image_embeds[:, 1:]
+        if patches.shape[1] != self.side**2:
+            raise ValueError(
+                f"Invalid token count: {patches.shape[1]} patch tokens after the class token, expected "
+                f"{self.side**2}. Build the probe with side = image size / patch size."
+            )
+        logits = self.linear(patches)  # (B, P, 2 * side)
+        index = torch.arange(self.side**2, device=patches.device).expand(len(patches), -1)
+        rows, cols = index // self.side, index % self.side
+        row_loss = F.cross_entropy(logits[..., : self.side].transpose(1, 2), rows)
+        col_loss = F.cross_entropy(logits[..., self.side :].transpose(1, 2), cols)
+        return row_loss + col_loss
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Return the number of parameters of ``model``."""
     return sum(param.numel() for param in model.parameters())

@@ -31,7 +31,7 @@ PATCH_SIZE = 8
 NUM_TRAIN_IMAGES = 50_000
 NUM_EVAL_IMAGES = 400
 BATCH_SIZE = 48
-DEFAULT_MAX_STEPS = 2400
+DEFAULT_MAX_STEPS = 4000
 #: Temperature of the image-text contrastive loss (fixed, as a learned one gains little here).
 ITC_TEMPERATURE = 0.07
 
@@ -156,17 +156,21 @@ def _lm_labels(ids, mask):
 
 
 def compute_losses(heads, tokenizer, batch, probe: mini_training.GridProbe | None = None,
-                   presence_probe: mini_training.PresenceProbe | None = None) -> dict:
+                   presence_probe: mini_training.PresenceProbe | None = None,
+                   position_probe: mini_training.PatchPositionProbe | None = None) -> dict:
     """Return the training losses of one batch; the vision encoder runs once for all of them.
 
-    Four losses (captioning, VQA, ITM, ITC), plus the grid-probe loss when ``probe`` is given
-    and the presence-probe loss (on the class token) when ``presence_probe`` is given.
+    Four losses (captioning, VQA, ITM, ITC), plus the grid-probe loss when ``probe`` is given,
+    the presence-probe loss (on the class token) when ``presence_probe`` is given and the
+    patch-position loss when ``position_probe`` is given.
     """
     caption_model, vqa_model, itm_model = heads["caption"], heads["vqa"], heads["itm"]
     image_embeds = caption_model.vision_model(pixel_values=batch["pixel_values"]).last_hidden_state
     extra = {} if probe is None else {"grid": probe.loss(image_embeds, batch["grid_targets"])}
     if presence_probe is not None:
         extra["presence"] = presence_probe.loss(image_embeds[:, 0], batch["presence_targets"])
+    if position_probe is not None:
+        extra["position"] = position_probe.loss(image_embeds)
 
     ids, mask = _tokens(tokenizer, batch["captions"], start_with_bos=True)
     caption_loss = caption_model.text_decoder(
@@ -225,16 +229,17 @@ def trainable_modules(heads) -> torch.nn.ModuleDict:
 
 
 def train(heads, tokenizer, examples: TrainingExamples, steps: int, seed: int, grid_probe: bool = True,
-          presence_probe: bool = True) -> list[dict]:
+          presence_probe: bool = True, position_probe: bool = True) -> list[dict]:
     """Run ``steps`` AdamW steps (warm-up then cosine) on the sum of the losses.
 
-    With ``grid_probe`` a fresh :class:`mini_training.GridProbe` adds its loss, and with
-    ``presence_probe`` a fresh :class:`mini_training.PresenceProbe`. Returns the mean
-    losses of every 100 steps.
+    With ``grid_probe`` a fresh :class:`mini_training.GridProbe` adds its loss, with
+    ``presence_probe`` a fresh :class:`mini_training.PresenceProbe`, and with
+    ``position_probe`` a fresh :class:`mini_training.PatchPositionProbe`. Returns the
+    mean losses of every 100 steps.
     """
     modules = trainable_modules(heads)
     width = heads["caption"].config.vision_config.hidden_size
-    probe = presence = None
+    probe = presence = position = None
     torch.manual_seed(seed)
     if grid_probe:
         probe = mini_training.GridProbe(width)
@@ -242,6 +247,9 @@ def train(heads, tokenizer, examples: TrainingExamples, steps: int, seed: int, g
     if presence_probe:
         presence = mini_training.PresenceProbe(width)
         modules["presence_probe"] = presence
+    if position_probe:
+        position = mini_training.PatchPositionProbe(width, IMAGE_SIZE // PATCH_SIZE)
+        modules["position_probe"] = position
     for model in heads.values():
         model.train()
     optimizer, scheduler = mini_training.make_optimizer(
@@ -251,7 +259,7 @@ def train(heads, tokenizer, examples: TrainingExamples, steps: int, seed: int, g
     batches = mini_training.batch_indices(len(examples), BATCH_SIZE, generator)
     history, running = [], {}
     for step in range(1, steps + 1):
-        losses = compute_losses(heads, tokenizer, examples.draw(next(batches)), probe, presence)
+        losses = compute_losses(heads, tokenizer, examples.draw(next(batches)), probe, presence, position)
         total = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -407,11 +415,13 @@ one colour or shape swapped (60%) or another scene's caption.
 
 `{summary["command"]}` (seed {summary["seed"]}, {summary["threads"]} CPU thread(s)). {summary["max_steps"]} AdamW
 steps, batch {BATCH_SIZE}, lr 1e-3 with warm-up and cosine decay. The loss is captioning +
-VQA + ITM + image-text contrastive (temperature {ITC_TEMPERATURE}) + two auxiliary probes,
+VQA + ITM + image-text contrastive (temperature {ITC_TEMPERATURE}) + three auxiliary probes,
 linear layers that are not saved. The grid probe predicts the shape and colour in each 3x3 cell
 from the patch tokens. The presence probe reads which of the 24 colour-shape pairs the image
-contains from the class token. Both come from `mini_training` and are shared with mini-clip. The vision
-encoder's patch filters start as edge detectors (`mini_training.edge_initialize`).
+contains from the class token. The patch-position probe predicts each patch token's own row
+and column, so the tokens keep where they are, which position questions need. All three come
+from `mini_training`; mini-clip uses the first two. The vision encoder's patch filters start
+as edge detectors (`mini_training.edge_initialize`).
 
 Earlier runs, on the same held-out images (caption / VQA / matching AUC):
 
@@ -420,10 +430,13 @@ Earlier runs, on the same held-out images (caption / VQA / matching AUC):
 | 6,000 scenes, no edge start, grid probe in the second half only | 44.8 % | 63.5 % | 0.917 |
 | 6,000 scenes, edge start, grid probe | 61.6 % | 58.2 % | 0.935 |
 | 50,000 scenes, edge start, grid probe | 66.4 % | 58.9 % | 0.901 |
-| this run: 50,000 scenes, edge start, grid and presence probes | {100 * summary["caption_accuracy"]:.1f} % | {100 * summary["vqa_accuracy"]:.1f} % | {summary["itm_auc"]:.3f} |
+| 50,000 scenes, edge start, grid and presence probes, 2,400 steps | 86.4 % | 63.5 % | 0.945 |
+| this run: as above plus the patch-position probe, {summary["max_steps"]:,} steps | {100 * summary["caption_accuracy"]:.1f} % | {100 * summary["vqa_accuracy"]:.1f} % | {summary["itm_auc"]:.3f} |
 
 The language losses alone taught the encoder colours but hardly shapes or positions. With
-6,000 scenes it also overfitted.
+6,000 scenes it also overfitted. Without the patch-position probe, position questions scored
+12.5 %: the model answered "top" to nearly all of them, and a linear probe on the shipped
+encoder's patch tokens told a token's 3x3 cell for only 27 % of tokens.
 
 Training time on the course build machine (2 CPU cores):
 {summary["training_minutes"]} min. Peak memory of the run: {summary["peak_memory_mb"]} MB.

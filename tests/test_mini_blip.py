@@ -51,8 +51,6 @@ def _one_thread():
     torch.set_num_threads(previous)
 
 
-# NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
-@pytest.mark.xfail(strict=True, reason="caption names colour and shape for 86.4% of clean single-object test images (bar 90%); some shapes are wrong")
 def test_caption_bar(processor, eval_set):
     metrics = blip_tasks.evaluate_captioning(_load("blip_caption"), processor, eval_set)
     assert metrics["num_images"] >= 100
@@ -64,16 +62,12 @@ def test_caption_prefix_continues(processor, eval_set):
     assert metrics["prefix_accuracy"] >= 0.80, metrics
 
 
-# NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
-@pytest.mark.xfail(strict=True, reason="VQA exact match is 63.5% (bar 85%); position 12.5% and shape 59% pull it down")
 def test_vqa_bar(processor, eval_set):
     metrics = blip_tasks.evaluate_vqa(_load("blip_vqa"), processor, eval_set)
     assert metrics["num_questions"] >= 200
     assert metrics["vqa_accuracy"] >= 0.85, metrics
 
 
-# NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
-@pytest.mark.xfail(strict=True, reason="ITM ROC AUC is 0.945 (bar 0.95)")
 def test_itm_bar(processor, eval_set):
     metrics = blip_tasks.evaluate_matching(_load("blip_itm"), processor, eval_set)
     assert metrics["itm_auc"] >= 0.95, metrics
@@ -127,6 +121,30 @@ def test_tokenizer_loads_with_both_bert_classes():
     assert tokenizer.unk_token_id not in ids
     assert tokenizer.decode(ids, skip_special_tokens=True) == text
 
+
+
+def test_wordpiece_vocabulary_repeats_and_orders_tokens():
+    texts = ["a red star", "a red circle", "where is the red star?", "a blue box"]
+    first, second = blip_tasks.train_wordpiece(texts), blip_tasks.train_wordpiece(texts)
+    # The same texts give the same ids, call after call (the library trainer did not).
+    assert first.get_vocab() == second.get_vocab()
+    vocab = blip_tasks.wordpiece_vocabulary(texts)
+    tokens = list(vocab)
+    assert tokens[: len(blip_tasks.SPECIAL_TOKENS)] == list(blip_tasks.SPECIAL_TOKENS)
+    assert list(vocab.values()) == list(range(len(vocab)))
+    # Whole words follow the characters, the most frequent first.
+    assert tokens.index("red") < tokens.index("star") < tokens.index("blue")
+    assert tokens.index("##x") < tokens.index("red")
+    # An unseen word made of known characters splits into pieces, not [UNK].
+    pieces = first.tokenize("reds")
+    assert pieces[0] == "red"
+    assert "[UNK]" not in pieces
+    # A cap keeps the characters and drops the rarest words.
+    capped = blip_tasks.wordpiece_vocabulary(texts, vocab_size=len(vocab) - 1)
+    assert "red" in capped
+    assert "where" not in capped
+    with pytest.raises(ValueError, match="vocab_size 10 is too small"):
+        blip_tasks.wordpiece_vocabulary(texts, vocab_size=10)
 
 def test_training_script_smoke(tmp_path):
     metrics = train_mini_blip.main(

@@ -238,3 +238,26 @@ def test_presence_probe_targets_and_loss():
         # Right for the first scene, wrong on three pairs of the second one.
         assert probe.loss(pooled[:1], targets[:1]).item() < 0.01
         assert probe.loss(pooled[1:], targets[1:]).item() > 20
+
+
+def test_patch_position_probe_loss():
+    _training_module()
+    import mini_training
+
+    side, width = 4, 8
+    probe = mini_training.PatchPositionProbe(width=width, side=side)
+    # One-hot tokens: token k holds its row in slot row(k) and its column in slot side + col(k).
+    index = torch.arange(side * side)
+    tokens = torch.zeros(1, 1 + side * side, width)
+    tokens[0, 1 + index, index // side] = 1.0
+    tokens[0, 1 + index, side + index % side] = 1.0
+    with torch.no_grad():
+        probe.linear.weight.copy_(20.0 * torch.eye(width))
+        probe.linear.bias.zero_()
+        # Reads each token's own place: close to zero loss.
+        assert probe.loss(tokens).item() < 0.01
+        # The same tokens in reversed order sit in the wrong places: large loss.
+        shuffled = torch.cat([tokens[:, :1], tokens[:, 1:].flip(1)], dim=1)
+        assert probe.loss(shuffled).item() > 10
+    with pytest.raises(ValueError, match="15 patch tokens after the class token, expected 16"):
+        probe.loss(tokens[:, :-1])
