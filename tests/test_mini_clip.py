@@ -246,7 +246,7 @@ def test_patch_position_probe_loss():
 
     side, width = 4, 8
     probe = mini_training.PatchPositionProbe(width=width, side=side)
-    # One-hot tokens: token k holds its row in slot row(k) and its column in slot side + col(k).
+    # One-hot tokens: token k stores its row in slot row(k) and its column in slot side + col(k).
     index = torch.arange(side * side)
     tokens = torch.zeros(1, 1 + side * side, width)
     tokens[0, 1 + index, index // side] = 1.0
