@@ -123,7 +123,7 @@ def wordpiece_vocabulary(texts: Iterable[str], vocab_size: int = 512) -> dict[st
     word, every word-continuing character as ``##c`` (both sorted), then whole words,
     most frequent first (ties alphabetical), until ``vocab_size`` tokens. A word not
     in the vocabulary is split into characters, so nothing maps to ``[UNK]`` unless it
-    holds a character never seen.
+    contains a character never seen.
 
     ``tokenizers``' ``WordPieceTrainer`` is not used, because it breaks ties between
     equally frequent merges in hash-map order, which changes from run to run: its
