@@ -251,7 +251,7 @@ def build_unet(cross_attention_dim: int):
     """Return an untrained ``UNet2DConditionModel`` for 16x16x4 latents (channels :data:`UNET_CHANNELS`).
 
     Cross-attention sits only at the 8x8 and 4x4 levels: at 16x16 it would double the
-    cost of a training step on the CPU. The 16x16 level still sees the prompt, through
+    cost of a training step on the CPU. The 16x16 level still gets the prompt, through
     ``addition_embed_type="text"``: an attention pooling of the text encoder's states
     is added to the timestep embedding, which every ResNet block receives. That costs
     almost nothing and is a stock option of the class, so the pipelines run it unchanged.
@@ -538,9 +538,9 @@ Captioned shapes, mini profile: `load_captioned_shapes("train", {UNET_TRAIN_IMAG
 The VAE and its decoder train on the first {NUM_TRAIN_IMAGES:,} images (the VAE on random 32x32 crops).
 The UNet trains on the {metrics["num_train_images_unet"]:,} images without corruption among all of them, with one of four
 captions per step, replaced by "" in {CAPTION_DROPOUT:.0%} of cases so that classifier-free guidance works.
-The captions are not the data set's own, some of which are vague ("a shape", "a circle"):
+The captions are not the data set's own, some of which are vague ("a shape", "a circle").
 `blip_tasks.full_captions` writes four per image that name every object's colour and
-shape (the first is plain, like "a red circle"; the others vary the words and add size and position).
+shape. The first is plain, like "a red circle"; the others vary the words and add size and position.
 
 ## Training
 
