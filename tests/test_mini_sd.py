@@ -179,6 +179,12 @@ def test_training_script_smoke(tmp_path):
     assert image.size == (64, 64)
     assert pipeline.unet.config.cross_attention_dim == pipeline.text_encoder.config.hidden_size
     assert pipeline.unet.config.addition_embed_type == "text"
+    # The UNet file stores float16 to halve its size, and from_pretrained still builds float32.
+    from safetensors.torch import load_file
+
+    stored = load_file(tmp_path / "unet" / "diffusion_pytorch_model.safetensors")
+    assert {tensor.dtype for tensor in stored.values()} == {torch.float16}
+    assert pipeline.unet.dtype == torch.float32
     # Saved configs must not record where the build machine kept the folder.
     assert not [path for path in tmp_path.glob("*/config.json") if "_name_or_path" in json.loads(path.read_text())]
     # The text encoder is mini-clip's text tower, frozen during UNet training.
