@@ -44,7 +44,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	COURSE_PROFILE=mini $(BIN)/python scripts/bench.py
 
-TRAIN_SCRIPTS := $(wildcard $(addprefix scripts/train_mini_,clip.py vit.py wav2vec2.py blip.py sd.py))
+TRAIN_SCRIPTS := $(wildcard $(addprefix scripts/train_mini_,clip.py vit.py wav2vec2.py blip.py sd.py sd_inpainting.py))
 
 models: $(STAMP)
 	@for script in $(TRAIN_SCRIPTS); do \

@@ -95,8 +95,8 @@ MODELS: dict[str, ModelSpec] = {
             "sd_inpaint",
             "Stable Diffusion 1.5 inpainting (9-channel UNet)",
             full_id="stable-diffusion-v1-5/stable-diffusion-inpainting",
-            # The mini profile inpaints with the text-to-image components.
-            mini_folder="mini-sd",
+            # Like the full checkpoint, mini-sd with a 9-channel UNet fine-tuned for inpainting.
+            mini_folder="mini-sd-inpainting",
             # Only the fp16 weights of this repo are safetensors (the fp32 ones are
             # pickles), so load those in every dtype; diffusers upcasts them if asked.
             full_kwargs={"variant": "fp16"},
