@@ -6,13 +6,15 @@ repaint and black (0) pixels to keep. Taught in
 ``notebooks/session2/09_diffusion_inpainting.ipynb``.
 """
 
+import numbers
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 
 def _check_size(size) -> tuple[int, int]:
     if (not isinstance(size, tuple | list) or len(size) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in size)):
         raise ValueError(f"size must be (width, height) in positive whole pixels, got {size!r}.")
     return int(size[0]), int(size[1])
 
@@ -26,6 +28,8 @@ def rectangle_mask(size, box) -> Image.Image:
             it must overlap the image and have positive width and height.
     """
     width, height = _check_size(size)
+    if not isinstance(box, tuple | list) or len(box) != 4:
+        raise ValueError(f"box must be (left, top, right, bottom) in pixels, got {box!r}.")
     left, top, right, bottom = box
     if right <= left or bottom <= top:
         raise ValueError(f"box {tuple(box)} is empty; give (left, top, right, bottom) with right > left and bottom > top.")
@@ -52,6 +56,8 @@ def circle_mask(size, center, radius: float) -> Image.Image:
         raise ValueError(f"center {tuple(center)} lies outside the {width}x{height} image; move it inside.")
     yy, xx = np.mgrid[0:height, 0:width]
     inside = (xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= radius**2
+    if not inside.any():
+        raise ValueError(f"radius {radius!r} is too small to cover any pixel centre; use a radius of at least 1 pixel.")
     return Image.fromarray((inside * 255).astype(np.uint8), mode="L")
 
 
@@ -69,7 +75,15 @@ def feather_mask(mask: Image.Image, radius: float) -> Image.Image:
     if radius < 0:
         raise ValueError(f"radius must be non-negative, got {radius!r}.")
     check_mask(mask, allow_soft=True)
-    return mask.copy() if radius == 0 else mask.filter(ImageFilter.GaussianBlur(radius))
+    if radius == 0:
+        return mask.copy()
+    soft = mask.filter(ImageFilter.GaussianBlur(radius))
+    if np.asarray(soft).max() < 128:
+        raise ValueError(
+            f"radius {radius!r} blurs this mask so much that no pixel stays at 128 or above, and the pipeline "
+            "would repaint nothing; use a smaller radius or a larger white region."
+        )
+    return soft
 
 
 def check_mask(mask, image=None, allow_soft: bool = False) -> Image.Image:
@@ -96,6 +110,10 @@ def check_mask(mask, image=None, allow_soft: bool = False) -> Image.Image:
             f"mask has mode {mask.mode!r}; masks are single-channel 'L' images (white = repaint). "
             "Convert with mask.convert('L')."
         )
+    if image is not None and not isinstance(image, Image.Image):
+        raise TypeError(
+            f"image must be a PIL image, got {type(image).__name__}; convert an array with Image.fromarray(array)."
+        )
     if image is not None and image.size != mask.size:
         raise ValueError(
             f"mask is {mask.size[0]}x{mask.size[1]} but the image is {image.size[0]}x{image.size[1]}; "
@@ -109,4 +127,10 @@ def check_mask(mask, image=None, allow_soft: bool = False) -> Image.Image:
         )
     if values.max() == 0:
         raise ValueError("mask is all black, so there is nothing to repaint; draw a white region.")
+    if values.max() < 128:
+        # StableDiffusionInpaintPipeline binarizes at 0.5, so such a mask repaints nothing.
+        raise ValueError(
+            f"mask peaks at {values.max()} of 255; the pipeline repaints only where it is at least 128, "
+            "so nothing would change. Feather less or enlarge the white region."
+        )
     return mask

@@ -77,6 +77,37 @@ def test_check_mask_all_black():
         check_mask(Image.new("L", (8, 8), 0))
 
 
+def test_check_mask_too_faint_to_repaint():
+    with pytest.raises(ValueError, match="peaks at 100 of 255"):
+        check_mask(Image.new("L", (8, 8), 100), allow_soft=True)
+
+
+def test_check_mask_rejects_array_image():
+    with pytest.raises(TypeError, match="image must be a PIL image"):
+        check_mask(rectangle_mask((8, 8), (0, 0, 4, 4)), np.zeros((8, 8, 3), dtype=np.uint8))
+
+
+def test_feathering_that_erases_the_mask_rejected():
+    tiny = circle_mask((64, 64), (32, 32), radius=2)
+    with pytest.raises(ValueError, match="use a smaller radius"):
+        feather_mask(tiny, 8)
+
+
+def test_box_needs_four_numbers():
+    with pytest.raises(ValueError, match=r"box must be \(left, top, right, bottom\)"):
+        rectangle_mask((64, 64), (0, 0, 8))
+
+
+def test_numpy_integer_size_accepted():
+    mask = circle_mask((np.int64(16), np.int64(16)), (8, 8), radius=4)
+    assert mask.size == (16, 16)
+
+
+def test_circle_covering_no_pixel_rejected():
+    with pytest.raises(ValueError, match="too small to cover any pixel"):
+        circle_mask((16, 16), (8, 8), radius=0.2)
+
+
 def test_size_not_multiple_of_8_rejected():
     with pytest.raises(ValueError, match="Image size 101x64 is not divisible by 8; use for example 104x64"):
         check_multiple_of((101, 64))
