@@ -67,7 +67,7 @@ def test_removal_clears_most_of_the_masked_objects(pipe):
     assert removal["removal_foreground_left"] < 0.5, removal
 
 
-def test_shares_every_component_but_the_unet_with_mini_sd():
+def test_components_shared_with_mini_sd():
     shared = sorted(path.relative_to(BASE) for path in BASE.glob("*/*") if path.parent.name != "unet")
     assert {part.parts[0] for part in shared} == {"vae", "text_encoder", "tokenizer", "scheduler"}
     for name in shared:
