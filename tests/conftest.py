@@ -68,3 +68,18 @@ def text_encoder():
     from course_utils.text import load_text_encoder
 
     return load_text_encoder(profile="mini", device="cpu")
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch CPU thread, the thread count of the model cards' figures.
+
+    The same thread count gives the same floating-point sums, so metrics and greedy
+    decoding repeat exactly. The previous count is restored afterwards.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -42,13 +42,7 @@ def eval_set():
     return load_captioned_shapes("test", train_mini_blip.NUM_EVAL_IMAGES, seed=0, profile="mini")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Same thread count as training, so greedy decoding computes the same floating-point sums.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_caption_bar(processor, eval_set):

@@ -23,13 +23,7 @@ import train_mini_sd  # noqa: E402
 FOLDER = models_dir() / "mini-sd"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Same thread count as the card's figures, so the floating-point sums repeat exactly.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ FOLDER = models_dir() / "mini-sd-inpainting"
 BASE = models_dir() / "mini-sd"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Same thread count as the card's figures, so the floating-point sums repeat exactly.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
