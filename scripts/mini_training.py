@@ -296,6 +296,46 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def optimizer_step(loss: torch.Tensor, optimizer, scheduler, clip_parameters=None, max_norm: float = 1.0) -> None:
+    """Back-propagate ``loss`` and take one optimizer and learning-rate step.
+
+    Args:
+        clip_parameters: Parameters whose gradient norm is clipped to ``max_norm`` before
+            the step; None skips clipping.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_parameters is not None:
+        torch.nn.utils.clip_grad_norm_(clip_parameters, max_norm)
+    optimizer.step()
+    scheduler.step()
+
+
+class LossLog:
+    """Running means of named training losses, kept and printed every ``every`` steps and at the last step.
+
+    ``history`` is the list the cards and ``training_metrics.json`` show: one
+    ``{"step": step, name: mean, ...}`` entry per block, means rounded to ``digits`` places.
+    """
+
+    def __init__(self, steps: int, label: str = "", digits: int = 5, every: int = 100) -> None:
+        self.steps, self.label, self.digits, self.every = steps, label, digits, every
+        self.history: list[dict] = []
+        self._sums: dict[str, float] = {}
+
+    def add(self, step: int, **losses: float) -> None:
+        """Add this ``step``'s losses (1-based); close the block at a multiple of ``every`` or the last step."""
+        for name, value in losses.items():
+            self._sums[name] = self._sums.get(name, 0.0) + float(value)
+        if step % self.every == 0 or step == self.steps:
+            count = self.every if step % self.every == 0 else step % self.every
+            means = {name: total / count for name, total in self._sums.items()}
+            self.history.append({"step": step, **{name: round(mean, self.digits) for name, mean in means.items()}})
+            figures = " ".join(f"{name}={mean:.{self.digits}f}" for name, mean in means.items())
+            log(f"{self.label} step {step}/{self.steps} {figures}".strip())
+            self._sums = {}
+
+
 def write_metrics(folder: Path, metrics: dict) -> None:
     """Write ``metrics`` to ``<folder>/training_metrics.json`` (read by the card, not by notebooks)."""
     (Path(folder) / "training_metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

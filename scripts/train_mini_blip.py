@@ -257,26 +257,14 @@ def train(heads, tokenizer, examples: TrainingExamples, steps: int, seed: int, g
     )
     generator = torch.Generator().manual_seed(seed)
     batches = mini_training.batch_indices(len(examples), BATCH_SIZE, generator)
-    history, running = [], {}
+    log_losses = mini_training.LossLog(steps, digits=4)
     for step in range(1, steps + 1):
         losses = compute_losses(heads, tokenizer, examples.draw(next(batches)), probe, presence, position)
-        total = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(modules.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        for name, value in losses.items():
-            running[name] = running.get(name, 0.0) + value.item()
-        if step % 100 == 0 or step == steps:
-            count = 100 if step % 100 == 0 else step % 100
-            means = {name: round(value / count, 4) for name, value in running.items()}
-            history.append({"step": step, **means})
-            log(f"step {step}/{steps} " + " ".join(f"{k}={v:.3f}" for k, v in means.items()))
-            running = {}
+        mini_training.optimizer_step(sum(losses.values()), optimizer, scheduler, modules.parameters())
+        log_losses.add(step, **{name: value.item() for name, value in losses.items()})
     for model in heads.values():
         model.eval()
-    return history
+    return log_losses.history
 
 
 def save_heads(heads, processor, output_dir: Path) -> dict[str, Path]:

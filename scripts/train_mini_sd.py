@@ -101,7 +101,7 @@ def train_vae(vae, pixels: torch.Tensor, steps: int, seed: int) -> list[dict]:
     generator = torch.Generator().manual_seed(seed)
     batches = mini_training.batch_indices(len(pixels), VAE_BATCH_SIZE, generator)
     vae.train()
-    history, running = [], 0.0
+    losses = mini_training.LossLog(steps, "vae")
     for step in range(1, steps + 1):
         batch = random_crops(pixels[next(batches)], VAE_CROP, generator)
         posterior = vae.encode(batch).latent_dist
@@ -111,19 +111,10 @@ def train_vae(vae, pixels: torch.Tensor, steps: int, seed: int) -> list[dict]:
         # (red and yellow both came out orange). The pipelines' encoders still sample,
         # so the deviation must end up small.
         loss = F.l1_loss(reconstruction, batch) + F.mse_loss(reconstruction, batch) + 0.1 * posterior.std.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        running += loss.item()
-        if step % 100 == 0 or step == steps:
-            count = 100 if step % 100 == 0 else step % 100
-            history.append({"step": step, "vae_loss": round(running / count, 5)})
-            log(f"vae step {step}/{steps} loss={running / count:.5f}")
-            running = 0.0
+        mini_training.optimizer_step(loss, optimizer, scheduler, vae.parameters())
+        losses.add(step, vae_loss=loss.item())
     vae.eval()
-    return history
+    return losses.history
 
 
 @torch.no_grad()
@@ -220,30 +211,22 @@ def run_decoder_stage(args, train_images) -> dict:
     batches = mini_training.batch_indices(len(pixels), DECODER_BATCH_SIZE, generator)
     stopwatch = mini_training.Stopwatch()
     vae.decoder.train()
-    history, running = [], 0.0
+    losses = mini_training.LossLog(args.decoder_steps, "decoder")
     for step in range(1, args.decoder_steps + 1):
         batch = pixels[next(batches)]
         with torch.no_grad():
             latents = vae.encode(batch).latent_dist.mode()
         error = vae.decode(latents).sample - batch
         loss = (foreground_weights(batch) * (error.abs() + error.pow(2))).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        running += loss.item()
-        if step % 100 == 0 or step == args.decoder_steps:
-            count = 100 if step % 100 == 0 else step % 100
-            history.append({"step": step, "decoder_loss": round(running / count, 5)})
-            log(f"decoder step {step}/{args.decoder_steps} loss={running / count:.5f}")
-            running = 0.0
+        mini_training.optimizer_step(loss, optimizer, scheduler)  # no clipping, as the decoder was trained
+        losses.add(step, decoder_loss=loss.item())
     vae.eval()
     vae.save_pretrained(args.output_dir / "vae")
     drop_local_path(args.output_dir / "vae" / "config.json")
     return {
         "decoder_training_minutes": round(stopwatch.minutes(), 2),
         "decoder_steps": args.decoder_steps,
-        "decoder_loss_history": history,
+        "decoder_loss_history": losses.history,
     }
 
 
@@ -343,7 +326,7 @@ def train_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, see
     rng = random.Random(seed)
     batches = mini_training.batch_indices(len(means), UNET_BATCH_SIZE, generator)
     trained.train()
-    history, running = [], 0.0
+    losses = mini_training.LossLog(steps, "unet")
     for step in range(1, steps + 1):
         indices = next(batches)
         clean = means[indices] + stds[indices] * torch.randn(means[indices].shape, generator=generator)
@@ -355,19 +338,10 @@ def train_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, see
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
         errors = (unet(noisy, timesteps, encoder_hidden_states=states).sample - noise).pow(2).mean(dim=(1, 2, 3))
         loss = (errors * weights[timesteps]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        running += loss.item()
-        if step % 100 == 0 or step == steps:
-            count = 100 if step % 100 == 0 else step % 100
-            history.append({"step": step, "unet_loss": round(running / count, 5)})
-            log(f"unet step {step}/{steps} loss={running / count:.5f}")
-            running = 0.0
+        mini_training.optimizer_step(loss, optimizer, scheduler, trained.parameters())
+        losses.add(step, unet_loss=loss.item())
     trained.eval()
-    return history
+    return losses.history
 
 
 def build_pipeline(vae, text_encoder, tokenizer, unet):

@@ -205,7 +205,7 @@ def train_inpainting(unet, tokenizer, text_encoder, data: dict, steps: int, seed
     rng = random.Random(seed)
     batches = mini_training.batch_indices(len(data["means"]), BATCH_SIZE, generator)
     unet.train()
-    history, running = [], 0.0
+    losses = mini_training.LossLog(steps, "inpainting unet")
     for step in range(1, steps + 1):
         i = next(batches)
         clean = data["means"][i] + data["stds"][i] * torch.randn(data["means"][i].shape, generator=generator)
@@ -222,19 +222,10 @@ def train_inpainting(unet, tokenizer, text_encoder, data: dict, steps: int, seed
         # Latent cells outside the mask weigh OUTSIDE_WEIGHT times as much (see its comment).
         cells = 1.0 + (OUTSIDE_WEIGHT - 1.0) * (1.0 - data["masks"][i])
         loss = ((squared * cells).mean(dim=(1, 2, 3)) * weights[timesteps]).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        running += loss.item()
-        if step % 100 == 0 or step == steps:
-            count = 100 if step % 100 == 0 else step % 100
-            history.append({"step": step, "unet_loss": round(running / count, 5)})
-            log(f"inpainting unet step {step}/{steps} loss={running / count:.5f}")
-            running = 0.0
+        mini_training.optimizer_step(loss, optimizer, scheduler, unet.parameters())
+        losses.add(step, unet_loss=loss.item())
     unet.eval()
-    return history
+    return losses.history
 
 
 def prepare_data(vae, rows, seed: int) -> dict:

@@ -1,0 +1,44 @@
+"""Unit tests of the shared training plumbing in ``scripts/mini_training.py``."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import mini_training  # noqa: E402
+
+
+def test_loss_log_block_means(capsys):
+    loss_log = mini_training.LossLog(steps=25, label="unet", digits=3, every=10)
+    for step in range(1, 26):
+        loss_log.add(step, unet_loss=float(step), other=1.0)
+    # Blocks 1-10, 11-20 and the partial block 21-25.
+    assert loss_log.history == [
+        {"step": 10, "unet_loss": 5.5, "other": 1.0},
+        {"step": 20, "unet_loss": 15.5, "other": 1.0},
+        {"step": 25, "unet_loss": 23.0, "other": 1.0},
+    ]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["unet step 10/25 unet_loss=5.500 other=1.000", "unet step 20/25 unet_loss=15.500 other=1.000",
+                     "unet step 25/25 unet_loss=23.000 other=1.000"]
+
+
+def test_loss_log_rounds_history():
+    loss_log = mini_training.LossLog(steps=1, digits=2)
+    loss_log.add(1, loss=0.123456)
+    assert loss_log.history == [{"step": 1, "loss": 0.12}]
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_optimizer_step_clipping(clip):
+    weight = torch.nn.Parameter(torch.zeros(4))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    loss = (weight * torch.full((4,), 10.0)).sum()  # gradient 10 per entry, norm 20
+    mini_training.optimizer_step(loss, optimizer, scheduler, [weight] if clip else None, max_norm=1.0)
+    expected_norm = 1.0 if clip else 20.0
+    assert torch.linalg.vector_norm(weight.detach()).item() == pytest.approx(expected_norm, rel=1e-5)
+    assert scheduler.get_last_lr() == [0.5]  # the learning-rate schedule moved one step
