@@ -263,11 +263,7 @@ def train(model, pixels: torch.Tensor, table: CaptionTable, train_set, args, che
         if "presence_probe" in probes:
             presence_loss = probes["presence_probe"].loss(vision.pooler_output[keep], presence[images][keep])
             loss = loss + PRESENCE_PROBE_WEIGHT * presence_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        mt.optimizer_step(loss, optimizer, scheduler, trainable.parameters())
         # CLIP caps the learned temperature at 100 so the logits cannot blow up.
         with torch.no_grad():
             model.logit_scale.clamp_(0, np.log(100))

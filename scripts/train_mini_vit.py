@@ -117,10 +117,7 @@ def train(classifier: DigitClassifier, pixels: torch.Tensor, labels: torch.Tenso
         index = next(batches)
         logits = classifier(random_affine(pixels[index], generator))
         loss = torch.nn.functional.cross_entropy(logits, labels[index], label_smoothing=LABEL_SMOOTHING)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        mt.optimizer_step(loss, optimizer, scheduler)
         if step % 100 == 0 or step == args.max_steps - 1:
             losses.append(round(loss.item(), 4))
             mt.log(f"step {step:5d}  loss {loss.item():.4f}  lr {scheduler.get_last_lr()[0]:.2e}")

@@ -161,11 +161,7 @@ def train(classifier: CommandClassifier, waves: torch.Tensor, labels: torch.Tens
         masks = random_time_masks(len(index), frames, generator)
         logits = classifier(inputs, mask_time_indices=masks)
         loss = torch.nn.functional.cross_entropy(logits, labels[index], label_smoothing=LABEL_SMOOTHING)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        mt.optimizer_step(loss, optimizer, scheduler, classifier.parameters())
         if step % 100 == 0 or step == args.max_steps - 1:
             losses.append(round(loss.item(), 4))
             mt.log(f"step {step:5d}  loss {loss.item():.4f}  lr {scheduler.get_last_lr()[0]:.2e}")
