@@ -70,12 +70,14 @@ def text_encoder():
     return load_text_encoder(profile="mini", device="cpu")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
-    """Run the test on one torch CPU thread, the thread count of the model cards' figures.
+    """Run a test module on one torch CPU thread, the thread count of the model cards' figures.
 
     The same thread count gives the same floating-point sums, so metrics and greedy
-    decoding repeat exactly. The previous count is restored afterwards.
+    decoding repeat exactly. Module scope matters: pytest sets up wider-scoped fixtures
+    first, so a module that requests this one (``pytestmark``) computes its module-scoped
+    metric fixtures on one thread too. The previous count is restored afterwards.
     """
     import torch
 
