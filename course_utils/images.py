@@ -124,3 +124,44 @@ def show_images(images, titles=None, columns: int | None = None, size: float = 2
         figure.suptitle(suptitle)
     figure.tight_layout()
     return figure
+
+
+def show_grid(images, row_labels, column_labels, size: float = 1.8):
+    """Show a labelled comparison grid: one row per ``row_labels`` entry, one column per ``column_labels`` entry.
+
+    Args:
+        images: PIL images or arrays in row order, ``len(row_labels) * len(column_labels)`` of them.
+        row_labels: What changes down the grid (for example the masks), written left of each row.
+        column_labels: What changes across it (for example the prompts), written above each column.
+        size: Inches per panel.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    images, row_labels, column_labels = list(images), list(row_labels), list(column_labels)
+    if not row_labels or not column_labels:
+        raise ValueError("row_labels and column_labels must each name at least one row or column.")
+    expected = len(row_labels) * len(column_labels)
+    if len(images) != expected:
+        raise ValueError(f"Got {len(images)} images for {len(row_labels)} rows x {len(column_labels)} columns; "
+                         f"pass {expected} images in row order.")
+    figure, axes = plt.subplots(len(row_labels), len(column_labels), squeeze=False,
+                                figsize=(size * len(column_labels) + 0.8, size * len(row_labels) + 0.3))
+    for index, ax in enumerate(axes.flat):
+        picture = np.asarray(images[index])
+        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0,
+                  vmax=255 if picture.dtype == np.uint8 else None)
+        # Ticks and frame hidden, axis kept on so that the row label (a y-label) stays visible.
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    for ax, label in zip(axes[0], column_labels, strict=True):
+        ax.set_title(str(label), fontsize=9)
+    for ax, label in zip(axes[:, 0], row_labels, strict=True):
+        ax.set_ylabel(str(label), fontsize=9)
+    figure.tight_layout()
+    return figure

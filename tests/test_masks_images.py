@@ -11,6 +11,7 @@ from course_utils.images import (
     check_prompts,
     image_grid,
     prepare_image,
+    show_grid,
     show_images,
 )
 from course_utils.masks import check_mask, circle_mask, feather_mask, rectangle_mask
@@ -154,3 +155,19 @@ def test_show_images_titles_must_match():
     assert [ax.get_title() for ax in figure.axes[:2]] == ["a", "b"]
     with pytest.raises(ValueError, match="Got 2 images but 1 titles"):
         show_images(tiles, titles=["a"])
+
+
+def test_show_grid_labels_rows_and_columns():
+    tiles = [Image.new("RGB", (4, 4), color) for color in ["red", "green", "blue", "white", "black", "gray"]]
+    figure = show_grid(tiles, row_labels=["circle", "square"], column_labels=["a", "b", "c"])
+    assert [ax.get_title() for ax in figure.axes[:3]] == ["a", "b", "c"]
+    assert [figure.axes[i].get_ylabel() for i in (0, 3)] == ["circle", "square"]
+    assert figure.axes[4].get_images()[0].get_array()[0, 0].tolist() == [0, 0, 0]
+
+
+def test_show_grid_rejects_a_wrong_image_count():
+    tiles = [Image.new("RGB", (4, 4))] * 5
+    with pytest.raises(ValueError, match=r"Got 5 images for 2 rows x 3 columns; pass 6 images"):
+        show_grid(tiles, row_labels=["x", "y"], column_labels=["a", "b", "c"])
+    with pytest.raises(ValueError, match="at least one"):
+        show_grid(tiles, row_labels=[], column_labels=["a"])
