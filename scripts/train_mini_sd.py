@@ -433,8 +433,8 @@ def evaluate_folder(folder: Path, clip_dir: Path, grid_dir: Path | None = None) 
         cases = sd_tasks.img2img_cases()
         sd_tasks.image_grid([[case["image"] for case in cases], image2image["images"]["low"],
                              image2image["images"]["high"]]).save(grid_dir / "sd_img2img.png")
-        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()],
-                             inpainting["images"]]).save(grid_dir / "sd_inpaint.png")
+        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()[:16]],
+                             inpainting["images"][:16]]).save(grid_dir / "sd_inpaint.png")
     metrics = {}
     for part in (text2img, image2image, inpainting):
         metrics.update({key: value for key, value in part.items() if key != "images"})
@@ -554,7 +554,7 @@ Fixed prompts and seeds, {sd_tasks.NUM_INFERENCE_STEPS} steps, guidance {sd_task
 | ... median foreground pixel nearest to the prompted colour (no CLIP) | {metrics["text2img_pixel_color_accuracy"]:.1%} | |
 | image-to-image, strength {low}: foreground IoU with the input ({metrics["img2img_cases"]} scenes, prompt names another colour and shape) | {metrics["img2img_low_layout_iou"]:.2f} (CLIP still sees the input's class in {metrics["img2img_low_source_accuracy"]:.0%}) | >= {bars["img2img_low_layout_iou"]}, {verdict(metrics["img2img_low_layout_iou"] >= bars["img2img_low_layout_iou"])} |
 | image-to-image, strength {high}: CLIP sees the prompted class | {metrics["img2img_high_prompt_accuracy"]:.1%} (IoU with the input {metrics["img2img_high_layout_iou"]:.2f}) | >= {bars["img2img_high_prompt_accuracy"]:.0%}, {verdict(metrics["img2img_high_prompt_accuracy"] >= bars["img2img_high_prompt_accuracy"])} |
-| inpainting with this 4-channel UNet, outside the mask (farther than {sd_tasks.INPAINT_MARGIN} px): mean absolute change, 0-255 | {metrics["inpaint_outside_mae"]:.2f} vs {metrics["inpaint_round_trip_mae"]:.2f} for the VAE round trip alone | (comparison; see `mini-sd-inpainting`) |
+| inpainting with this 4-channel UNet ({metrics["inpaint_cases"]} scenes), outside the mask (farther than {sd_tasks.INPAINT_MARGIN} px): mean absolute change, 0-255 | {metrics["inpaint_outside_mae"]:.2f} vs {metrics["inpaint_round_trip_mae"]:.2f} for the VAE round trip alone | (comparison; see `mini-sd-inpainting`) |
 | inpainting with this 4-channel UNet, inside the mask (centre 32x32, prompt "a {{color}} {{shape}} in the center"): CLIP sees the prompted class | {metrics["inpaint_region_accuracy"]:.1%} | (comparison; see `mini-sd-inpainting`) |
 
 Speed: {metrics["images_per_second"]} images per second (one 64x64 image per call,
