@@ -26,6 +26,8 @@ INPAINT_BOX = (16, 48)
 #: Scenes of the inpainting and removal checks. With 16, one scene moved the region
 #: accuracy by 6.25 points, too coarse for a bar at 70%.
 INPAINT_CASES = 48
+#: Scenes shown in the PNG grids that the training scripts write, so that a grid stays readable.
+GRID_CASES = 16
 #: Pixels this close to the mask may change, because one latent cell covers 4x4 pixels
 #: and the VAE decoder mixes neighbouring cells.
 INPAINT_MARGIN = 4

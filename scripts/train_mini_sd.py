@@ -218,7 +218,7 @@ def run_decoder_stage(args, train_images) -> dict:
             latents = vae.encode(batch).latent_dist.mode()
         error = vae.decode(latents).sample - batch
         loss = (foreground_weights(batch) * (error.abs() + error.pow(2))).mean()
-        mini_training.optimizer_step(loss, optimizer, scheduler)  # no clipping, as the decoder was trained
+        mini_training.optimizer_step(loss, optimizer, scheduler)  # the shipped decoder was trained unclipped
         losses.add(step, decoder_loss=loss.item())
     vae.eval()
     vae.save_pretrained(args.output_dir / "vae")
@@ -433,8 +433,9 @@ def evaluate_folder(folder: Path, clip_dir: Path, grid_dir: Path | None = None) 
         cases = sd_tasks.img2img_cases()
         sd_tasks.image_grid([[case["image"] for case in cases], image2image["images"]["low"],
                              image2image["images"]["high"]]).save(grid_dir / "sd_img2img.png")
-        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()[:16]],
-                             inpainting["images"][:16]]).save(grid_dir / "sd_inpaint.png")
+        shown = slice(0, sd_tasks.GRID_CASES)
+        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()[shown]],
+                             inpainting["images"][shown]]).save(grid_dir / "sd_inpaint.png")
     metrics = {}
     for part in (text2img, image2image, inpainting):
         metrics.update({key: value for key, value in part.items() if key != "images"})

@@ -283,10 +283,9 @@ def evaluate(folder: Path, clip_dir: Path, grid_dir: Path | None) -> dict:
     removal = sd_tasks.evaluate_removal(pipe)
     if grid_dir is not None:
         grid_dir.mkdir(parents=True, exist_ok=True)
-        grid_columns = 16  # the first scenes only, so the grid stays readable
-        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()[:grid_columns]],
-                             metrics["images"][:grid_columns], removal["images"][:grid_columns]],
-                            ).save(grid_dir / "sd_inpainting_unet.png")
+        shown = slice(0, sd_tasks.GRID_CASES)
+        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()[shown]], metrics["images"][shown],
+                             removal["images"][shown]]).save(grid_dir / "sd_inpainting_unet.png")
     metrics = {key: value for key, value in {**metrics, **removal}.items() if key != "images"}
     case = sd_tasks.inpaint_cases()[0]
     call = dict(image=case["image"], mask_image=sd_tasks.inpaint_mask(),
