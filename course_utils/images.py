@@ -135,15 +135,22 @@ def show_grid(images, row_labels, column_labels, size: float = 1.8):
         column_labels: What changes across it (for example the prompts), written above each column.
         size: Inches per panel.
 
+    Pixel values are read as :func:`show_images` reads them: uint8 on the 0-255 scale (so a
+    0/1 mask looks black; multiply it by 255), floats from 0 to their own maximum.
+
     Returns:
         The matplotlib ``Figure``.
     """
     import matplotlib.pyplot as plt
     import numpy as np
 
+    for name, labels in (("row_labels", row_labels), ("column_labels", column_labels)):
+        if isinstance(labels, str):
+            raise TypeError(f"{name} is the string {labels!r}; pass a list of labels, such as [{labels!r}].")
     images, row_labels, column_labels = list(images), list(row_labels), list(column_labels)
     if not row_labels or not column_labels:
-        raise ValueError("row_labels and column_labels must each name at least one row or column.")
+        empty = "row_labels" if not row_labels else "column_labels"
+        raise ValueError(f"{empty} is empty: name at least one row and one column.")
     expected = len(row_labels) * len(column_labels)
     if len(images) != expected:
         raise ValueError(f"Got {len(images)} images for {len(row_labels)} rows x {len(column_labels)} columns; "
@@ -154,11 +161,12 @@ def show_grid(images, row_labels, column_labels, size: float = 1.8):
         picture = np.asarray(images[index])
         ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0,
                   vmax=255 if picture.dtype == np.uint8 else None)
-        # Ticks and frame hidden, axis kept on so that the row label (a y-label) stays visible.
+        # Ticks hidden, axis kept on so that the row label (a y-label) stays visible. A light
+        # frame keeps an all-white panel from vanishing into the page.
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():
-            spine.set_visible(False)
+            spine.set_color("lightgray")
     for ax, label in zip(axes[0], column_labels, strict=True):
         ax.set_title(str(label), fontsize=9)
     for ax, label in zip(axes[:, 0], row_labels, strict=True):

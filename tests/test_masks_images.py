@@ -169,5 +169,7 @@ def test_show_grid_rejects_a_wrong_image_count():
     tiles = [Image.new("RGB", (4, 4))] * 5
     with pytest.raises(ValueError, match=r"Got 5 images for 2 rows x 3 columns; pass 6 images"):
         show_grid(tiles, row_labels=["x", "y"], column_labels=["a", "b", "c"])
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match="row_labels is empty"):
         show_grid(tiles, row_labels=[], column_labels=["a"])
+    with pytest.raises(TypeError, match=r"row_labels is the string 'row'; pass a list of labels, such as \['row'\]"):
+        show_grid(tiles[:3], row_labels="row", column_labels=["a"])
