@@ -135,8 +135,8 @@ def show_grid(images, row_labels, column_labels, size: float = 1.8):
         column_labels: What changes across it (for example the prompts), written above each column.
         size: Inches per panel.
 
-    Pixel values are read as :func:`show_images` reads them: uint8 on the 0-255 scale (so a
-    0/1 mask looks black; multiply it by 255), floats from 0 to their own maximum.
+    Pixel values are read as :func:`show_images` reads them: uint8 on the 0-255 scale, floats
+    from 0 to their own maximum. So a uint8 mask of 0 and 1 looks black; multiply it by 255.
 
     Returns:
         The matplotlib ``Figure``.
@@ -155,10 +155,14 @@ def show_grid(images, row_labels, column_labels, size: float = 1.8):
     if len(images) != expected:
         raise ValueError(f"Got {len(images)} images for {len(row_labels)} rows x {len(column_labels)} columns; "
                          f"pass {expected} images in row order.")
+    pictures = [np.asarray(image) for image in images]
+    for index, picture in enumerate(pictures):
+        if not (picture.ndim == 2 or (picture.ndim == 3 and picture.shape[-1] in (3, 4))):
+            raise ValueError(f"Image {index} has shape {picture.shape}; pass PIL images or arrays of shape (H, W), "
+                             f"(H, W, 3) or (H, W, 4). Move channels last with array.transpose(1, 2, 0).")
     figure, axes = plt.subplots(len(row_labels), len(column_labels), squeeze=False,
                                 figsize=(size * len(column_labels) + 0.8, size * len(row_labels) + 0.3))
-    for index, ax in enumerate(axes.flat):
-        picture = np.asarray(images[index])
+    for picture, ax in zip(pictures, axes.flat, strict=True):
         ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0,
                   vmax=255 if picture.dtype == np.uint8 else None)
         # Ticks hidden, axis kept on so that the row label (a y-label) stays visible. A light

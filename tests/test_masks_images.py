@@ -173,3 +173,9 @@ def test_show_grid_rejects_a_wrong_image_count():
         show_grid(tiles, row_labels=[], column_labels=["a"])
     with pytest.raises(TypeError, match=r"row_labels is the string 'row'; pass a list of labels, such as \['row'\]"):
         show_grid(tiles[:3], row_labels="row", column_labels=["a"])
+
+
+def test_show_grid_rejects_channels_first():
+    tiles = [Image.new("RGB", (4, 4)), np.zeros((3, 4, 6), dtype=np.uint8)]
+    with pytest.raises(ValueError, match=r"Image 1 has shape \(3, 4, 6\).*transpose\(1, 2, 0\)"):
+        show_grid(tiles, row_labels=["x"], column_labels=["a", "b"])
