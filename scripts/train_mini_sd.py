@@ -433,9 +433,9 @@ def evaluate_folder(folder: Path, clip_dir: Path, grid_dir: Path | None = None) 
         cases = sd_tasks.img2img_cases()
         sd_tasks.image_grid([[case["image"] for case in cases], image2image["images"]["low"],
                              image2image["images"]["high"]]).save(grid_dir / "sd_img2img.png")
-        shown = slice(0, sd_tasks.GRID_CASES)
-        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()[shown]],
-                             inpainting["images"][shown]]).save(grid_dir / "sd_inpaint.png")
+        grid_scenes = slice(0, sd_tasks.GRID_CASES)
+        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()[grid_scenes]],
+                             inpainting["images"][grid_scenes]]).save(grid_dir / "sd_inpaint.png")
     metrics = {}
     for part in (text2img, image2image, inpainting):
         metrics.update({key: value for key, value in part.items() if key != "images"})

@@ -283,9 +283,10 @@ def evaluate(folder: Path, clip_dir: Path, grid_dir: Path | None) -> dict:
     removal = sd_tasks.evaluate_removal(pipe)
     if grid_dir is not None:
         grid_dir.mkdir(parents=True, exist_ok=True)
-        shown = slice(0, sd_tasks.GRID_CASES)
-        sd_tasks.image_grid([[case["image"] for case in sd_tasks.inpaint_cases()[shown]], metrics["images"][shown],
-                             removal["images"][shown]]).save(grid_dir / "sd_inpainting_unet.png")
+        grid_scenes = slice(0, sd_tasks.GRID_CASES)
+        inputs = [case["image"] for case in sd_tasks.inpaint_cases()[grid_scenes]]
+        sd_tasks.image_grid([inputs, metrics["images"][grid_scenes], removal["images"][grid_scenes]],
+                            ).save(grid_dir / "sd_inpainting_unet.png")
     metrics = {key: value for key, value in {**metrics, **removal}.items() if key != "images"}
     case = sd_tasks.inpaint_cases()[0]
     call = dict(image=case["image"], mask_image=sd_tasks.inpaint_mask(),
