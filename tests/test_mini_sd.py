@@ -69,15 +69,20 @@ def test_text2img_bar(pipe, judge):
 
 
 @pytest.fixture(scope="module")
-def img2img_metrics(pipe, judge):
+def img2img_pipe(pipe):
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    img2img = StableDiffusionImg2ImgPipeline.from_pipe(pipe)
-    return sd_tasks.evaluate_img2img(img2img, judge)
+    return StableDiffusionImg2ImgPipeline.from_pipe(pipe)
+
+
+@pytest.fixture(scope="module")
+def img2img_metrics(img2img_pipe, judge):
+    return sd_tasks.evaluate_img2img(img2img_pipe, judge)
 
 
 # NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
-@pytest.mark.xfail(strict=True, reason="at strength 0.3 the layout IoU is 0.522 (bar 0.6): the UNet already draws the prompted class in 69% of these outputs")
+@pytest.mark.xfail(strict=True, reason="at strength 0.3 the layout IoU is 0.515 on 48 scenes (bar 0.6): at guidance 7.5 "
+                                       "the UNet already draws the prompted class in 54% of these outputs")
 def test_img2img_low_strength_keeps_layout(img2img_metrics):
     assert img2img_metrics["img2img_low_layout_iou"] >= sd_tasks.BARS["img2img_low_layout_iou"], img2img_metrics
 
@@ -86,8 +91,18 @@ def test_img2img_layout_iou_falls_with_strength(img2img_metrics):
     assert img2img_metrics["img2img_low_layout_iou"] > img2img_metrics["img2img_high_layout_iou"], img2img_metrics
 
 
+def test_lower_guidance_keeps_more_layout(img2img_pipe, judge, img2img_metrics):
+    # The card and notebook 08 state that guidance drives the low-strength change; this holds them to it.
+    sweep = sd_tasks.evaluate_img2img_guidance(img2img_pipe, judge)["img2img_low_guidance_sweep"]
+    ious = [row["layout_iou"] for row in sweep]
+    assert ious == sorted(ious, reverse=True), sweep
+    assert ious[0] - ious[-1] > 0.1, sweep
+    assert sweep[-1]["guidance"] == sd_tasks.GUIDANCE_SCALE
+    assert sweep[-1]["layout_iou"] == pytest.approx(img2img_metrics["img2img_low_layout_iou"]), sweep
+
+
 # NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
-@pytest.mark.xfail(strict=True, reason="at high strength the prompt is recognised in 68.8% of outputs (11 of 16; bar 70%)")
+@pytest.mark.xfail(strict=True, reason="at strength 0.9 the prompt is recognised in 54.2% of outputs (26 of 48; bar 70%)")
 def test_img2img_high_strength_follows_prompt(img2img_metrics):
     assert img2img_metrics["img2img_high_prompt_accuracy"] >= sd_tasks.BARS["img2img_high_prompt_accuracy"], img2img_metrics
 
