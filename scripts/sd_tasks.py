@@ -26,8 +26,7 @@ INPAINT_BOX = (16, 48)
 #: Scenes of the inpainting and removal checks. With 16, one scene moved the region
 #: accuracy by 6.25 points, too coarse for a bar at 70%.
 INPAINT_CASES = 48
-#: Scenes of the image-to-image checks, 48 for the reason given at INPAINT_CASES: with 16,
-#: the strength-0.9 accuracy stood one scene (6.25 points) under its 70% bar.
+#: Scenes of the image-to-image checks, 48 for the reason given at INPAINT_CASES.
 IMG2IMG_CASES = 48
 #: Scenes shown in the PNG grids that the training scripts write, so that a grid stays readable.
 GRID_CASES = 16
@@ -227,11 +226,11 @@ def inpaint_cases(num_cases: int = INPAINT_CASES, seed: int = 0) -> list[dict]:
     cases = []
     for index in range(num_cases):
         corner = rng.choice(["top left", "top right", "bottom left", "bottom right"])
-        image = render_scene(rng.choice(COLORS), rng.choice(SHAPES), positions=corner, sizes="small",
-                             background=rng.choice(BACKGROUNDS), seed=index)
+        color, shape, background = rng.choice(COLORS), rng.choice(SHAPES), rng.choice(BACKGROUNDS)
+        image = render_scene(color, shape, positions=corner, sizes="small", background=background, seed=index)
         target = (rng.choice(COLORS), rng.choice(SHAPES))
         cases.append({"image": image, "target": target, "prompt": f"{prompt(*target)} in the center",
-                      "corner": corner})
+                      "corner": corner, "background": background})
     return cases
 
 
@@ -273,6 +272,7 @@ def evaluate_inpainting(pipe, judge: ClipJudge) -> dict:
         the same error of the VAE's own encode-decode round trip;
         ``inpaint_outside_excess``: their difference; ``inpaint_region_accuracy``: share of
         outputs whose repainted square CLIP classifies as the prompted colour and shape;
+        ``inpaint_region_by_background``: that share per background, ``[right, cases]``;
         ``images`` for grids.
     """
     cases = inpaint_cases()
@@ -290,7 +290,12 @@ def evaluate_inpainting(pipe, judge: ClipJudge) -> dict:
                               for r, x in zip(round_trips, inputs, strict=True)])
     backgrounds = [np.median(np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]]), axis=0) for x in inputs]
     seen = judge.classify([_region_only(out, bg) for out, bg in zip(outputs, backgrounds, strict=True)])
+    by_background = {name: [0, 0] for name in BACKGROUNDS}
+    for p, case in zip(seen, cases, strict=True):
+        by_background[case["background"]][0] += int(p == case["target"])
+        by_background[case["background"]][1] += 1
     return {
+        "inpaint_region_by_background": by_background,
         "inpaint_outside_mae": float(outside_mae),
         "inpaint_round_trip_mae": float(round_trip_mae),
         "inpaint_outside_excess": float(outside_mae - round_trip_mae),
