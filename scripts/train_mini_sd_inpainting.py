@@ -51,8 +51,8 @@ LEARNING_RATE = 5e-4
 #: Steps of the second stage (--refine-steps), which restarts the cosine schedule at
 #: REFINE_LEARNING_RATE on masks drawn afresh (seed + 1). The loss was still falling at the end
 #: of the first stage, whose learning rate had decayed to zero. 6,000 more steps at 5e-4 cut the
-#: excess change outside the mask from 1.6 to 1.0 and left region accuracy at 60% (48 scenes);
-#: at 2.5e-4 they gave 1.1 and 54%.
+#: excess change outside the mask from 1.6 to 1.0, and region accuracy stayed at 60% (48 scenes).
+#: At 2.5e-4 the same steps gave 1.1 and 54%.
 REFINE_STEPS = 6000
 REFINE_LEARNING_RATE = 5e-4
 #: Channels the inpainting UNet reads: noisy latents, the mask, the masked image's latents.
@@ -445,13 +445,13 @@ def parse_args(argv: list[str] | None):
     if args.resume_from is not None and not (args.resume_from / "unet" / "config.json").exists():
         raise FileNotFoundError(
             f"No UNet in {args.resume_from}; pass --resume-from a folder that this script saved "
-            f"(it holds unet/config.json), or leave the option out to run both stages."
+            f"(it contains unet/config.json), or leave the option out to run both stages."
         )
     if args.resume_from is not None:
         channels = json.loads((args.resume_from / "unet" / "config.json").read_text()).get("in_channels")
         if channels != IN_CHANNELS:
             raise ValueError(
-                f"--resume-from {args.resume_from} holds a UNet with {channels} input channels; "
+                f"--resume-from {args.resume_from} contains a UNet with {channels} input channels; "
                 f"pass a folder saved by this script (an inpainting UNet with {IN_CHANNELS})."
             )
     if not (args.base_dir / "model_index.json").exists():

@@ -92,7 +92,7 @@ def test_img2img_layout_iou_falls_with_strength(img2img_metrics):
 
 
 def test_lower_guidance_keeps_more_layout(img2img_pipe, judge, img2img_metrics):
-    # The card and notebook 08 state that guidance drives the low-strength change; this holds them to it.
+    # The card and notebook 08 state that guidance drives the low-strength change; this test checks that claim.
     sweep = sd_tasks.evaluate_img2img_guidance(img2img_pipe, judge)["img2img_low_guidance_sweep"]
     ious = [row["layout_iou"] for row in sweep]
     assert ious == sorted(ious, reverse=True), sweep

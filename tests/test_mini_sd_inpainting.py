@@ -142,7 +142,7 @@ def test_training_script_needs_a_base_folder(tmp_path):
         train_mini_sd_inpainting.main(["--base-dir", str(tmp_path / "missing"), "--output-dir", str(tmp_path)])
 
 
-def test_resumed_second_stage_matches_a_single_run(tmp_path):
+def test_resume_matches_single_run(tmp_path):
     # The shipped folder may come from --resume-from; the card promises it equals one uninterrupted run.
     common = ["--limit", "32", "--no-eval"]
     train_mini_sd_inpainting.main(["--max-steps", "2", "--refine-steps", "2", *common, "--output-dir", str(tmp_path / "one")])
@@ -153,7 +153,7 @@ def test_resumed_second_stage_matches_a_single_run(tmp_path):
     assert (tmp_path / "one" / weights).read_bytes() == (tmp_path / "resumed" / weights).read_bytes()
 
 
-def test_resume_needs_an_inpainting_unet(tmp_path):
+def test_resume_options_are_validated(tmp_path):
     with pytest.raises(FileNotFoundError, match="unet/config.json"):
         train_mini_sd_inpainting.main(["--resume-from", str(tmp_path / "missing"), "--output-dir", str(tmp_path)])
     with pytest.raises(ValueError, match="4 input channels"):
