@@ -153,6 +153,22 @@ def img2img_cases(num_cases: int = IMG2IMG_CASES, seed: int = 0) -> list[dict]:
     return cases
 
 
+def _edit_and_score(pipe, judge: ClipJudge, cases: list[dict], strength: float, guidance: float) -> dict:
+    """Edit every case towards its target prompt; return the outputs and their IoU and CLIP scores."""
+    outputs = pipe(
+        [prompt(*case["target"]) for case in cases], image=[case["image"] for case in cases],
+        strength=strength, generator=_generators(range(len(cases))),
+        num_inference_steps=NUM_INFERENCE_STEPS, guidance_scale=guidance,
+    ).images
+    seen = judge.classify(outputs)
+    return {
+        "layout_iou": float(np.mean([layout_iou(case["image"], out) for case, out in zip(cases, outputs, strict=True)])),
+        "prompt_accuracy": float(np.mean([p == case["target"] for p, case in zip(seen, cases, strict=True)])),
+        "source_accuracy": float(np.mean([p == case["source"] for p, case in zip(seen, cases, strict=True)])),
+        "images": outputs,
+    }
+
+
 def evaluate_img2img(pipe, judge: ClipJudge) -> dict:
     """Run :func:`img2img_cases` at the low and high strength of :data:`IMG2IMG_STRENGTHS`.
 
@@ -164,19 +180,9 @@ def evaluate_img2img(pipe, judge: ClipJudge) -> dict:
     cases = img2img_cases()
     metrics, images = {}, {}
     for level, strength in IMG2IMG_STRENGTHS.items():
-        outputs = pipe(
-            [prompt(*case["target"]) for case in cases], image=[case["image"] for case in cases],
-            strength=strength, generator=_generators(range(len(cases))),
-            num_inference_steps=NUM_INFERENCE_STEPS, guidance_scale=GUIDANCE_SCALE,
-        ).images
-        seen = judge.classify(outputs)
-        metrics[f"img2img_{level}_layout_iou"] = float(np.mean(
-            [layout_iou(case["image"], out) for case, out in zip(cases, outputs, strict=True)]))
-        metrics[f"img2img_{level}_prompt_accuracy"] = float(np.mean(
-            [p == case["target"] for p, case in zip(seen, cases, strict=True)]))
-        metrics[f"img2img_{level}_source_accuracy"] = float(np.mean(
-            [p == case["source"] for p, case in zip(seen, cases, strict=True)]))
-        images[level] = outputs
+        scores = _edit_and_score(pipe, judge, cases, strength, GUIDANCE_SCALE)
+        images[level] = scores.pop("images")
+        metrics.update({f"img2img_{level}_{name}": value for name, value in scores.items()})
     metrics["img2img_cases"] = len(cases)
     metrics["images"] = images
     return metrics
@@ -196,17 +202,9 @@ def evaluate_img2img_guidance(pipe, judge: ClipJudge) -> dict:
     cases = img2img_cases()
     sweep = []
     for guidance in IMG2IMG_GUIDANCE_SWEEP:
-        outputs = pipe(
-            [prompt(*case["target"]) for case in cases], image=[case["image"] for case in cases],
-            strength=IMG2IMG_STRENGTHS["low"], generator=_generators(range(len(cases))),
-            num_inference_steps=NUM_INFERENCE_STEPS, guidance_scale=guidance,
-        ).images
-        seen = judge.classify(outputs)
-        sweep.append({
-            "guidance": guidance,
-            "layout_iou": float(np.mean([layout_iou(case["image"], out) for case, out in zip(cases, outputs, strict=True)])),
-            "prompt_accuracy": float(np.mean([p == case["target"] for p, case in zip(seen, cases, strict=True)])),
-        })
+        scores = _edit_and_score(pipe, judge, cases, IMG2IMG_STRENGTHS["low"], guidance)
+        sweep.append({"guidance": guidance, "layout_iou": scores["layout_iou"],
+                      "prompt_accuracy": scores["prompt_accuracy"]})
     return {"img2img_low_guidance_sweep": sweep}
 
 

@@ -163,6 +163,11 @@ def drop_local_path(config_file: Path) -> None:
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def half_precision(tensors: dict) -> dict:
+    """Return ``tensors`` with every float32 tensor converted to float16 and the others unchanged."""
+    return {name: tensor.half() if tensor.dtype == torch.float32 else tensor for name, tensor in tensors.items()}
+
+
 def store_in_half_precision(weights_file: Path) -> None:
     """Rewrite a safetensors file with every float32 tensor stored as float16.
 
@@ -174,9 +179,7 @@ def store_in_half_precision(weights_file: Path) -> None:
     """
     from safetensors.torch import load_file, save_file
 
-    tensors = load_file(weights_file)
-    half = {name: tensor.half() if tensor.dtype == torch.float32 else tensor for name, tensor in tensors.items()}
-    save_file(half, weights_file, metadata={"format": "pt"})
+    save_file(half_precision(load_file(weights_file)), weights_file, metadata={"format": "pt"})
 
 
 def foreground_weights(pixels: torch.Tensor, weight: float = 5.0) -> torch.Tensor:
@@ -456,7 +459,7 @@ def write_card(folder: Path, metrics: dict) -> None:
     total = metrics["unet_parameters"] + metrics["vae_parameters"] + metrics["text_encoder_parameters"]
     guidance_sweep = "; ".join(
         f"guidance {row['guidance']:g}, IoU {row['layout_iou']:.2f} and prompted class {row['prompt_accuracy']:.0%}"
-        for row in metrics.get("img2img_low_guidance_sweep", []))
+        for row in metrics["img2img_low_guidance_sweep"])
 
     def memory(stage: str) -> str:
         value = metrics.get(f"{stage}_peak_memory_mb")
@@ -575,7 +578,7 @@ Speed: {metrics["images_per_second"]} images per second (one 64x64 image per cal
 - Shapes have soft edges: triangles can come out concave and stars with uneven points,
   and CLIP reads the prompted shape less often than the colour (see the first row).
 - Image-to-image at strength {low} already swaps in the prompt's colour and shape in about half of
-  the scenes and keeps only part of the layout. Guidance drives most of that change; at strength {low}
+  the scenes and keeps only part of the layout. Guidance drives most of that change. At strength {low}
   on the same {metrics["img2img_cases"]} scenes: {guidance_sweep}. A lower strength or a lower guidance scale keeps more of the input.
 - Inpainting with this text-to-image UNet ignores the mask while it denoises, so it often
   paints the object outside the masked region; use `mini-sd-inpainting` to inpaint.

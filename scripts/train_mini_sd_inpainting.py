@@ -442,13 +442,14 @@ def parse_args(argv: list[str] | None):
     mini_training.validate_args(args)
     if args.refine_steps < 0:
         raise ValueError(f"--refine-steps must be 0 or more, got {args.refine_steps}.")
-    if args.resume_from is not None and not (args.resume_from / "unet" / "config.json").exists():
-        raise FileNotFoundError(
-            f"No UNet in {args.resume_from}; pass --resume-from a folder that this script saved "
-            f"(it contains unet/config.json), or leave the option out to run both stages."
-        )
     if args.resume_from is not None:
-        channels = json.loads((args.resume_from / "unet" / "config.json").read_text()).get("in_channels")
+        unet_config = args.resume_from / "unet" / "config.json"
+        if not unet_config.exists():
+            raise FileNotFoundError(
+                f"No UNet in {args.resume_from}; pass --resume-from a folder that this script saved "
+                f"(it contains unet/config.json), or leave the option out to run both stages."
+            )
+        channels = json.loads(unet_config.read_text()).get("in_channels")
         if channels != IN_CHANNELS:
             raise ValueError(
                 f"--resume-from {args.resume_from} contains a UNet with {channels} input channels; "
@@ -464,8 +465,8 @@ def parse_args(argv: list[str] | None):
 
 def round_to_half(unet) -> None:
     """Round ``unet``'s float32 tensors to float16 and back, in place, as the saved file stores them."""
-    unet.load_state_dict({name: tensor.half().float() if tensor.dtype == torch.float32 else tensor
-                          for name, tensor in unet.state_dict().items()})
+    # load_state_dict copies the float16 values back into the float32 parameters.
+    unet.load_state_dict(train_mini_sd.half_precision(unet.state_dict()))
 
 
 def load_first_stage(folder: Path) -> tuple:

@@ -126,7 +126,7 @@ def test_training_script_smoke(tmp_path):
     metrics = train_mini_sd_inpainting.main(["--max-steps", "2", "--refine-steps", "2", "--limit", "32", "--no-eval",
                                              "--output-dir", str(tmp_path)])
     assert metrics["unet_steps"] == 4
-    assert [entry["step"] for entry in metrics["unet_loss_history"]][-1] == 4
+    assert metrics["unet_loss_history"][-1]["step"] == 4
     pipeline = StableDiffusionInpaintPipeline.from_pretrained(tmp_path)
     pipeline.set_progress_bar_config(disable=True)
     assert pipeline.unet.config.in_channels == 9
