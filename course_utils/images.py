@@ -1,5 +1,6 @@
 """Image preparation, grids and prompt checks for the CLIP, BLIP and diffusion lessons."""
 
+import textwrap
 import warnings
 
 from PIL import Image
@@ -126,6 +127,17 @@ def show_images(images, titles=None, columns: int | None = None, size: float = 2
     return figure
 
 
+#: Font size (points) of :func:`show_grid`'s row and column labels.
+_LABEL_FONT_SIZE = 9
+
+
+def _label_width(panel_inches: float, font_size: float) -> int:
+    """Return how many characters of a label fit across one panel of ``panel_inches``."""
+    # An average character of matplotlib's default font is about 0.6 em wide (an estimate),
+    # and an inch is 72 points.
+    return max(8, int(panel_inches * 72 / (0.6 * font_size)))
+
+
 def show_grid(images, row_labels, column_labels, size: float = 1.8):
     """Show a labelled comparison grid: one row per ``row_labels`` entry, one column per ``column_labels`` entry.
 
@@ -133,7 +145,7 @@ def show_grid(images, row_labels, column_labels, size: float = 1.8):
         images: PIL images or arrays in row order, ``len(row_labels) * len(column_labels)`` of them.
         row_labels: What changes down the grid (for example the masks), written left of each row.
         column_labels: What changes across it (for example the prompts), written above each column.
-        size: Inches per panel.
+        size: Inches per panel. Labels longer than a panel is wide wrap onto more lines.
 
     Pixel values are read as :func:`show_images` reads them: uint8 on the 0-255 scale, floats
     from 0 to their own maximum. So a uint8 mask of 0 and 1 looks black; multiply it by 255.
@@ -171,9 +183,12 @@ def show_grid(images, row_labels, column_labels, size: float = 1.8):
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_color("lightgray")
+    # A label wider than its panel would run into the next one, so long prompts wrap onto
+    # more lines. tight_layout then makes room for them.
+    width = _label_width(size, _LABEL_FONT_SIZE)
     for ax, label in zip(axes[0], column_labels, strict=True):
-        ax.set_title(str(label), fontsize=9)
+        ax.set_title(textwrap.fill(str(label), width), fontsize=_LABEL_FONT_SIZE)
     for ax, label in zip(axes[:, 0], row_labels, strict=True):
-        ax.set_ylabel(str(label), fontsize=9)
+        ax.set_ylabel(textwrap.fill(str(label), width), fontsize=_LABEL_FONT_SIZE)
     figure.tight_layout()
     return figure

@@ -179,3 +179,18 @@ def test_show_grid_rejects_channels_first():
     tiles = [Image.new("RGB", (4, 4)), np.zeros((3, 4, 6), dtype=np.uint8)]
     with pytest.raises(ValueError, match=r"Image 1 has shape \(3, 4, 6\).*transpose\(1, 2, 0\)"):
         show_grid(tiles, row_labels=["x"], column_labels=["a", "b"])
+
+
+def test_show_grid_wraps_long_labels():
+    tiles = [Image.new("RGB", (4, 4))] * 2
+    long_prompt = "a small purple star in the top left corner on a beige background"
+    figure = show_grid(tiles, row_labels=["strength 0.3"], column_labels=[long_prompt, "a red circle"])
+    title = figure.axes[0].get_title()
+    assert "\n" in title
+    assert title.replace("\n", " ") == long_prompt
+    assert figure.axes[1].get_title() == "a red circle"
+    assert figure.axes[0].get_ylabel() == "strength 0.3"
+    # Once drawn, the wrapped title is no wider than its panel.
+    renderer = figure.canvas.get_renderer()
+    axes = figure.axes[0]
+    assert axes.title.get_window_extent(renderer).width <= axes.get_window_extent(renderer).width
