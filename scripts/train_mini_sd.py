@@ -46,7 +46,8 @@ UNET_BATCH_SIZE = 32
 DEFAULT_UNET_STEPS = 6000
 #: Channels of the UNet's three levels (16x16, 8x8 and 4x4 latents). After 6,000 steps,
 #: (32, 64, 64) drew the prompted colour and shape in 48% of the judged images and
-#: (48, 96, 96) in 79%, for 1.6 times the training time.
+#: (48, 96, 96) in 79%, for 1.6 times the training time. That check gave every prompt seeds 0
+#: and 1. With one seed per image, as sd_tasks checks now, (48, 96, 96) scores 53%.
 UNET_CHANNELS = (48, 96, 96)
 #: Attention heads that pool the prompt into the UNet's timestep embedding.
 TEXT_POOL_HEADS = 4
@@ -557,7 +558,7 @@ Fixed prompts and seeds, {sd_tasks.NUM_INFERENCE_STEPS} steps, guidance {sd_task
 
 | check | result | bar |
 |---|---|---|
-| text-to-image: CLIP sees the prompted colour and shape ({metrics["text2img_images"]} images, 24 prompts x 2 seeds) | {metrics["text2img_accuracy"]:.1%} (colour {metrics["text2img_color_accuracy"]:.1%}, shape {metrics["text2img_shape_accuracy"]:.1%}) | >= {bars["text2img_accuracy"]:.0%}, {verdict(metrics["text2img_accuracy"] >= bars["text2img_accuracy"])} |
+| text-to-image: CLIP sees the prompted colour and shape ({metrics["text2img_images"]} images: 24 prompts x {sd_tasks.TEXT2IMG_IMAGES_PER_PROMPT}, one seed per image) | {metrics["text2img_accuracy"]:.1%} (colour {metrics["text2img_color_accuracy"]:.1%}, shape {metrics["text2img_shape_accuracy"]:.1%}) | >= {bars["text2img_accuracy"]:.0%}, {verdict(metrics["text2img_accuracy"] >= bars["text2img_accuracy"])} |
 | ... the same CLIP on scenes drawn by `render_scene` for the same prompts (the judge's ceiling) | {metrics["text2img_judge_accuracy_on_drawn_scenes"]:.1%} | |
 | ... median foreground pixel nearest to the prompted colour (no CLIP) | {metrics["text2img_pixel_color_accuracy"]:.1%} | |
 | image-to-image, strength {low}: foreground IoU with the input ({metrics["img2img_cases"]} scenes, prompt names another colour and shape) | {metrics["img2img_low_layout_iou"]:.2f} (CLIP still sees the input's class in {metrics["img2img_low_source_accuracy"]:.0%}) | >= {bars["img2img_low_layout_iou"]}, {verdict(metrics["img2img_low_layout_iou"] >= bars["img2img_low_layout_iou"])} |
@@ -577,6 +578,13 @@ Speed: {metrics["images_per_second"]} images per second (one 64x64 image per cal
   row "the judge's ceiling" shows how often it is right on drawn scenes.
 - Shapes have soft edges: triangles can come out concave and stars with uneven points,
   and CLIP reads the prompted shape less often than the colour (see the first row).
+- Colours drift: orange and purple often come out yellowish, red orangeish, and some
+  backgrounds come out tinted, which also misleads the judge.
+- The starting noise decides where an object lands, how large it is and the background. A check
+  that gives every prompt the same seed repeats one layout, so this card's check gives each image its own seed.
+- Image-to-image at strength {high} misses its bar because the model misses prompts, not because
+  the input survives: it scores close to text-to-image ({metrics["img2img_high_prompt_accuracy"]:.0%} against
+  {metrics["text2img_accuracy"]:.0%}), and CLIP sees the input's class in {metrics["img2img_high_source_accuracy"]:.0%} of its outputs.
 - Image-to-image at strength {low} already swaps in the prompt's colour and shape in about half of
   the scenes and keeps only part of the layout. Guidance drives most of that change. At strength {low}
   on the same {metrics["img2img_cases"]} scenes: {guidance_sweep}. A lower strength or a lower guidance scale keeps more of the input.
