@@ -93,8 +93,8 @@ def text2img_cases() -> list[tuple[tuple[str, str], int]]:
     return [(target, seed) for seed, target in enumerate(targets)]
 
 
-def evaluate_text2img(pipe, judge: ClipJudge) -> dict:
-    """Generate the images of :func:`text2img_cases` and score them with the CLIP judge.
+def evaluate_text2img(pipe, judge: ClipJudge, guidance: float = GUIDANCE_SCALE) -> dict:
+    """Generate the images of :func:`text2img_cases` at ``guidance`` and score them with the CLIP judge.
 
     Returns:
         ``text2img_accuracy`` (share whose CLIP class is the prompted colour and shape),
@@ -107,7 +107,7 @@ def evaluate_text2img(pipe, judge: ClipJudge) -> dict:
     targets, seeds = zip(*text2img_cases(), strict=True)
     images = pipe(
         [prompt(c, s) for c, s in targets], generator=_generators(seeds),
-        num_inference_steps=NUM_INFERENCE_STEPS, guidance_scale=GUIDANCE_SCALE,
+        num_inference_steps=NUM_INFERENCE_STEPS, guidance_scale=guidance,
     ).images
     seen = judge.classify(images)
     # The judge's own accuracy on drawn scenes of the same classes is the ceiling of the bar.
@@ -124,6 +124,25 @@ def evaluate_text2img(pipe, judge: ClipJudge) -> dict:
         "text2img_images": len(images),
         "images": images,
     }
+
+
+#: Guidance scales of the text-to-image sweep that the mini-sd card reports.
+TEXT2IMG_GUIDANCE_SWEEP = (1.0, 2.0, 3.0, 5.0, 7.5)
+
+
+def evaluate_text2img_guidance(pipe, judge: ClipJudge, scales=TEXT2IMG_GUIDANCE_SWEEP) -> dict:
+    """Repeat the text-to-image check at each guidance scale of ``scales``.
+
+    Guidance multiplies the gap between the prompted and the empty-prompt noise prediction.
+    Too little leaves the prompt weak, and in mini-sd too much makes colours drift. Returns
+    ``text2img_guidance_sweep``: one ``{"guidance", "accuracy", "color_accuracy"}`` per scale.
+    """
+    sweep = []
+    for guidance in scales:
+        scores = evaluate_text2img(pipe, judge, guidance)
+        sweep.append({"guidance": guidance, "accuracy": scores["text2img_accuracy"],
+                      "color_accuracy": scores["text2img_color_accuracy"]})
+    return {"text2img_guidance_sweep": sweep}
 
 
 def foreground_mask(image) -> np.ndarray:

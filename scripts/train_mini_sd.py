@@ -428,6 +428,7 @@ def evaluate_folder(folder: Path, clip_dir: Path, grid_dir: Path | None = None) 
         other.set_progress_bar_config(disable=True)
     judge = sd_tasks.ClipJudge(clip_dir)
     text2img = sd_tasks.evaluate_text2img(pipe, judge)
+    text2img.update(sd_tasks.evaluate_text2img_guidance(pipe, judge))
     image2image = sd_tasks.evaluate_img2img(img2img, judge)
     image2image.update(sd_tasks.evaluate_img2img_guidance(img2img, judge))
     inpainting = sd_tasks.evaluate_inpainting(inpaint, judge)
@@ -458,6 +459,8 @@ def write_card(folder: Path, metrics: dict) -> None:
     bars = sd_tasks.BARS
     low, high = sd_tasks.IMG2IMG_STRENGTHS["low"], sd_tasks.IMG2IMG_STRENGTHS["high"]
     total = metrics["unet_parameters"] + metrics["vae_parameters"] + metrics["text_encoder_parameters"]
+    text2img_sweep = "; ".join(f"guidance {row['guidance']:g}, {row['accuracy']:.0%}"
+                               for row in metrics["text2img_guidance_sweep"])
     guidance_sweep = "; ".join(
         f"guidance {row['guidance']:g}, IoU {row['layout_iou']:.2f} and prompted class {row['prompt_accuracy']:.0%}"
         for row in metrics["img2img_low_guidance_sweep"])
@@ -578,8 +581,9 @@ Speed: {metrics["images_per_second"]} images per second (one 64x64 image per cal
   row "the judge's ceiling" shows how often it is right on drawn scenes.
 - Shapes have soft edges: triangles can come out concave and stars with uneven points,
   and CLIP reads the prompted shape less often than the colour (see the first row).
-- Colours drift: orange and purple often come out yellowish, red orangeish, and some
-  backgrounds come out tinted, which also misleads the judge.
+- Colours drift at high guidance: some backgrounds come out tinted, and orange or purple objects
+  yellowish, which also misleads the judge. The text-to-image check by guidance scale: {text2img_sweep}.
+  The bars use {sd_tasks.GUIDANCE_SCALE}, the usual setting of Stable Diffusion 1.5.
 - The starting noise decides where an object lands, how large it is and the background. A check
   that gives every prompt the same seed repeats one layout, so this card's check gives each image its own seed.
 - Image-to-image at strength {high} misses its bar because the model misses prompts, not because

@@ -81,6 +81,13 @@ def test_text2img_judge_reads_drawn_scenes(text2img_metrics):
     assert text2img_metrics["text2img_judge_accuracy_on_drawn_scenes"] >= 0.9, text2img_metrics
 
 
+def test_lower_guidance_draws_truer_colours(pipe, judge, text2img_metrics):
+    # The card and notebook 07 state that the mini model follows prompts better at guidance 3 than at 7.5.
+    row = sd_tasks.evaluate_text2img_guidance(pipe, judge, scales=(3.0,))["text2img_guidance_sweep"][0]
+    assert row["accuracy"] > text2img_metrics["text2img_accuracy"] + 0.05, row
+    assert row["color_accuracy"] > text2img_metrics["text2img_color_accuracy"], row
+
+
 # NOTE: known gap, the shipped weights miss this bar; retrain to remove the mark.
 @pytest.mark.xfail(strict=True, reason="the prompted colour and shape are recognised in 53.1% of 96 images, one seed each "
                                        "(bar 70%): the colour in 75%, the shape in 70%")
