@@ -54,10 +54,13 @@ def validate_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--limit must be 0 (no cap) or positive, got {args.limit}.")
 
 
-def set_up_run(seed: int, threads: int) -> None:
+def set_up_run(seed: int, threads: int, device: torch.device | None = None) -> None:
     """Seed Python's and torch's global generators, keep the Hub offline and cap torch's CPU threads.
 
     NumPy code in these scripts uses explicit ``np.random.default_rng(seed)`` generators instead.
+    On a CUDA ``device`` some kernels (attention's backward pass among them) have no
+    deterministic version, so there torch warns about them instead of stopping, and a
+    rerun can differ in the last digits.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -65,8 +68,41 @@ def set_up_run(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
     random.seed(seed)
     torch.manual_seed(seed)
+    on_cuda = device is not None and device.type == "cuda"
+    if on_cuda:
+        # cuBLAS picks deterministic algorithms only with a fixed workspace, set before its first call.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # Deterministic kernels make a rerun with the same seed give the same weights on CPU.
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=on_cuda)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--device`` to ``parser``: the torch device of the training steps (default ``cpu``)."""
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of the training steps: cpu (default) or cuda; the evaluation, "
+                             "and so the card's figures, always run on the CPU")
+
+
+def training_device(name: str) -> torch.device:
+    """Return the torch device that ``--device name`` asks for, or raise ``ValueError`` saying what to pass.
+
+    Random draws stay on CPU generators whatever the device, so a CUDA run sees the
+    same batches, noise and timesteps as a CPU run with the same seed.
+
+    NOTE: no GPU was at hand when this option was added, so the cuda path of the two
+    Stable Diffusion scripts has not run yet. On a first GPU, run their smoke settings
+    (``--max-steps 2 --limit 32 --no-eval --device cuda``) before a full training run.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a torch device; pass cpu or cuda.") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: the training scripts run on cpu or cuda only; pass one of them.")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name!r}: no CUDA GPU found (torch.cuda.is_available() is False); "
+                         f"pass --device cpu.")
+    return device
 
 
 def limit_rows(dataset, limit: int):

@@ -17,7 +17,9 @@ rounded to float16, as the saved file stores it, so that ``--resume-from`` with 
 after the first stage (``--refine-steps 0``) continues exactly where a single run would.
 
 Usage: ``.venv/bin/python scripts/train_mini_sd_inpainting.py [--max-steps N] [--refine-steps N]
-[--resume-from DIR] [--base-dir DIR] [--output-dir DIR] [--no-eval]``
+[--resume-from DIR] [--base-dir DIR] [--output-dir DIR] [--no-eval] [--device cpu|cuda]``
+
+``--device cuda`` runs the training steps on a GPU; the evaluation always runs on the CPU.
 """
 
 import json
@@ -207,7 +209,8 @@ def train_inpainting(unet, tokenizer, text_encoder, data: dict, steps: int, seed
     Args:
         data: ``means``/``stds`` of the scaled clean latents and of the scaled masked-image
             latents (``masked_means``/``masked_stds``), ``masks`` (N, 1, 16, 16) and
-            ``captions`` (one list per example).
+            ``captions`` (one list per example), all on the CPU. Random draws happen there
+            too; each batch then moves to the UNet's device, where ``text_encoder`` must also be.
     """
     from diffusers import DDPMScheduler
 
@@ -219,6 +222,7 @@ def train_inpainting(unet, tokenizer, text_encoder, data: dict, steps: int, seed
     generator = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     batches = mini_training.batch_indices(len(data["means"]), BATCH_SIZE, generator)
+    device = unet.device
     unet.train()
     losses = mini_training.LossLog(steps, name)
     for step in range(1, steps + 1):
@@ -231,12 +235,15 @@ def train_inpainting(unet, tokenizer, text_encoder, data: dict, steps: int, seed
             states = train_mini_sd.encode_prompts(tokenizer, text_encoder, prompts)
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(0, train_mini_sd.SCHEDULE["num_train_timesteps"], (len(i),), generator=generator)
+        loss_weights = weights[timesteps].to(device)
+        clean, masked, noise, timesteps = (x.to(device) for x in (clean, masked, noise, timesteps))
+        masks = data["masks"][i].to(device)
         noisy = noise_scheduler.add_noise(clean, noise, timesteps)
-        model_input = torch.cat([noisy, data["masks"][i], masked], dim=1)
+        model_input = torch.cat([noisy, masks, masked], dim=1)
         squared = (unet(model_input, timesteps, encoder_hidden_states=states).sample - noise).pow(2)
         # Latent cells outside the mask weigh OUTSIDE_WEIGHT times as much (see its comment).
-        cells = 1.0 + (OUTSIDE_WEIGHT - 1.0) * (1.0 - data["masks"][i])
-        loss = ((squared * cells).mean(dim=(1, 2, 3)) * weights[timesteps]).mean()
+        cells = 1.0 + (OUTSIDE_WEIGHT - 1.0) * (1.0 - masks)
+        loss = ((squared * cells).mean(dim=(1, 2, 3)) * loss_weights).mean()
         mini_training.optimizer_step(loss, optimizer, scheduler, unet.parameters())
         losses.add(step, unet_loss=loss.item())
     unet.eval()
@@ -324,6 +331,10 @@ def write_card(folder: Path, metrics: dict) -> None:
     def verdict(passed: bool) -> str:
         return "meets the bar" if passed else "**misses the bar**"
 
+    # Runs from before --device existed recorded no device; they ran on the CPU.
+    device = metrics.get("device", "cpu")
+    machine = ("on the course build machine (2 CPU cores shared with another training job)" if device == "cpu"
+               else f"training steps on {device}")
     region_ok = metrics["inpaint_region_accuracy"] >= bars["inpaint_region_accuracy"]
     outside_ok = metrics["inpaint_outside_excess"] <= bars["inpaint_outside_excess"]
     card = f"""---
@@ -389,7 +400,7 @@ as in `mini-sd`: the model can only draw coloured shapes.
   Both stages: noise-prediction MSE with min-SNR-5 weights, latent cells outside the mask weighted
   {OUTSIDE_WEIGHT:g}x, captions replaced by "" in 10% of cases.
 - {metrics["unet_training_minutes"]} min wall-clock, encoding included, peak memory {metrics["train_peak_memory_mb"]} MB,
-  on the course build machine (2 CPU cores shared with another training job).
+  {machine}.
 {metrics.get("run_note", "")}
 
 ## Evaluation
@@ -438,8 +449,10 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--resume-from", type=Path, default=None,
                         help="inpainting folder saved by this script: skip the first stage and refine its UNet")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation and card (for smoke tests)")
+    mini_training.add_device_option(parser)
     args = parser.parse_args(argv)
     mini_training.validate_args(args)
+    args.device = mini_training.training_device(args.device)
     if args.refine_steps < 0:
         raise ValueError(f"--refine-steps must be 0 or more, got {args.refine_steps}.")
     if args.resume_from is not None:
@@ -481,7 +494,7 @@ def load_first_stage(folder: Path) -> tuple:
 def main(argv: list[str] | None = None) -> dict:
     """Fine-tune in two stages, save and evaluate the inpainting folder; return its metrics."""
     args = parse_args(argv)
-    mini_training.set_up_run(args.seed, args.threads)
+    mini_training.set_up_run(args.seed, args.threads, args.device)
     import blip_tasks
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -491,18 +504,22 @@ def main(argv: list[str] | None = None) -> dict:
     stopwatch = mini_training.Stopwatch()
     train_set = load_captioned_shapes("train", args.limit or train_mini_sd.UNET_TRAIN_IMAGES, seed=args.seed)
     clean = train_set.select(blip_tasks.clean_rows(train_set))
-    vae = AutoencoderKL.from_pretrained(args.base_dir, subfolder="vae").eval()
+    # The VAE and text encoder only encode training inputs; the saved folder takes mini-sd's copies.
+    vae = AutoencoderKL.from_pretrained(args.base_dir, subfolder="vae").eval().to(args.device)
     tokenizer = train_mini_sd.load_tokenizer(args.base_dir / "tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(args.base_dir, subfolder="text_encoder").eval().requires_grad_(False)
+    text_encoder = (CLIPTextModel.from_pretrained(args.base_dir, subfolder="text_encoder")
+                    .eval().requires_grad_(False).to(args.device))
     if args.resume_from is None:
         data = prepare_data(vae, clean, args.seed)
         log(f"encoded {len(clean)} scenes and masks in {stopwatch.minutes():.1f} min; mask kinds {data['kind_counts']}")
         unet = build_inpainting_unet(UNet2DConditionModel.from_pretrained(args.base_dir, subfolder="unet"))
+        unet.to(args.device)
         history = train_inpainting(unet, tokenizer, text_encoder, data, args.max_steps, args.seed)
         first = {"steps": args.max_steps, "minutes": round(stopwatch.minutes(), 2), "mask_kinds": data["kind_counts"]}
         round_to_half(unet)
     else:
         unet, recorded = load_first_stage(args.resume_from)
+        unet.to(args.device)
         history = recorded.get("unet_loss_history", [])
         first = {"steps": recorded.get("unet_steps"), "minutes": recorded.get("unet_training_minutes"),
                  "mask_kinds": recorded.get("mask_kinds"), "resumed_from": str(args.resume_from)}
@@ -517,6 +534,7 @@ def main(argv: list[str] | None = None) -> dict:
         history += [{**entry, "step": entry["step"] + offset} for entry in refined]
         second.update(minutes=round(stopwatch.minutes() - started, 2), mask_kinds=data["kind_counts"])
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    unet.to("cpu")
     save_folder(args.base_dir, unet, args.output_dir)
     metrics = {
         "unet_training_minutes": round(stopwatch.minutes() if args.resume_from is None
@@ -530,6 +548,7 @@ def main(argv: list[str] | None = None) -> dict:
         "unet_loss_history": history,
         "seed": args.seed,
         "threads": args.threads,
+        "device": str(args.device),
         "command": mini_training.command_line("train_mini_sd_inpainting.py", argv),
     }
     if not args.no_eval:

@@ -190,9 +190,13 @@ def test_folder_format_and_safety_config():
 def test_training_script_smoke(tmp_path):
     from diffusers import StableDiffusionPipeline
 
-    train_mini_sd.main(["--max-steps", "2", "--vae-steps", "2", "--decoder-steps", "2", "--limit", "32", "--no-eval",
-                        "--output-dir", str(tmp_path)])
+    metrics = train_mini_sd.main(["--max-steps", "2", "--vae-steps", "2", "--decoder-steps", "2", "--limit", "32",
+                                  "--no-eval", "--unet-channels", "32,64,64", "--output-dir", str(tmp_path)])
     pipeline = StableDiffusionPipeline.from_pretrained(tmp_path)
+    # A width other than the default reaches the saved config and the metrics the card reads.
+    assert tuple(pipeline.unet.config.block_out_channels) == (32, 64, 64)
+    assert metrics["unet_channels"] == [32, 64, 64]
+    assert {metrics[f"{stage}_device"] for stage in ("vae", "unet", "decoder")} == {"cpu"}
     pipeline.set_progress_bar_config(disable=True)
     image = pipeline("a red circle", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
     assert image.size == (64, 64)
@@ -216,3 +220,10 @@ def test_training_script_smoke(tmp_path):
 def test_training_script_rejects_bad_vae_steps(tmp_path):
     with pytest.raises(ValueError, match="--vae-steps must be at least 1"):
         train_mini_sd.main(["--vae-steps", "0", "--output-dir", str(tmp_path)])
+
+
+def test_unet_channels_option_is_validated(tmp_path):
+    assert train_mini_sd.parse_unet_channels("64,128,128") == (64, 128, 128)
+    for bad in ("48,96", "48,96,100", "a,b,c", "0,16,16"):
+        with pytest.raises(ValueError, match="three positive multiples of 16"):
+            train_mini_sd.main(["--unet-channels", bad, "--output-dir", str(tmp_path)])

@@ -42,3 +42,33 @@ def test_optimizer_step_clipping(clip):
     expected_norm = 1.0 if clip else 20.0
     assert torch.linalg.vector_norm(weight.detach()).item() == pytest.approx(expected_norm, rel=1e-5)
     assert scheduler.get_last_lr() == [0.5]  # the learning-rate schedule moved one step
+
+
+def test_training_device_accepts_cpu():
+    assert mini_training.training_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("tpu", ["'tpu'", "cpu or cuda"]),
+    ("meta", ["'meta'", "cpu or cuda only"]),
+    ("cuda", ["'cuda'", "no CUDA GPU found", "--device cpu"]),
+])
+def test_training_device_rejects_unusable(name, words, monkeypatch):
+    # Every machine looks like CI here: no GPU.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="--device") as error:
+        mini_training.training_device(name)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_sd_scripts_reject_missing_gpu(tmp_path, monkeypatch):
+    import train_mini_sd
+    import train_mini_sd_inpainting
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for script in (train_mini_sd, train_mini_sd_inpainting):
+        with pytest.raises(ValueError, match="pass --device cpu"):
+            script.main(["--device", "cuda", "--output-dir", str(tmp_path)])
+    # The option is checked before any data is drawn or any file is written.
+    assert not any(tmp_path.iterdir())
