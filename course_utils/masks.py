@@ -6,6 +6,7 @@ repaint and black (0) pixels to keep. Taught in
 ``notebooks/session2/09_diffusion_inpainting.ipynb``.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -19,6 +20,27 @@ def _check_size(size) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def _check_coordinates(name: str, values, parts: tuple[str, ...]) -> None:
+    """Raise unless ``values`` is a tuple or list of finite numbers, one per name in ``parts``."""
+    if not isinstance(values, tuple | list) or len(values) != len(parts):
+        raise ValueError(f"{name} must be ({', '.join(parts)}) in pixels, got {values!r}.")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must contain numbers of pixels, got {value!r} in {name} {tuple(values)!r}.")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must contain finite numbers of pixels, got {value!r} in {name} {tuple(values)!r}.")
+
+
+def _check_radius(radius, allow_zero: bool) -> None:
+    """Raise unless ``radius`` is a finite number of pixels, positive or (with ``allow_zero``) zero."""
+    rule = "a finite number of pixels, 0 or more" if allow_zero else "a finite, positive number of pixels"
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real):
+        raise TypeError(f"radius must be {rule}, got {type(radius).__name__} ({radius!r}).")
+    # NaN fails both comparisons, so it is rejected here too.
+    if not (math.isfinite(radius) and (radius >= 0 if allow_zero else radius > 0)):
+        raise ValueError(f"radius must be {rule}, got {radius!r}.")
+
+
 def rectangle_mask(size, box) -> Image.Image:
     """Return a mask that is white inside ``box``.
 
@@ -28,8 +50,7 @@ def rectangle_mask(size, box) -> Image.Image:
             it must overlap the image and have positive width and height.
     """
     width, height = _check_size(size)
-    if not isinstance(box, tuple | list) or len(box) != 4:
-        raise ValueError(f"box must be (left, top, right, bottom) in pixels, got {box!r}.")
+    _check_coordinates("box", box, ("left", "top", "right", "bottom"))
     left, top, right, bottom = box
     if right <= left or bottom <= top:
         raise ValueError(f"box {tuple(box)} is empty; give (left, top, right, bottom) with right > left and bottom > top.")
@@ -46,12 +67,12 @@ def circle_mask(size, center, radius: float) -> Image.Image:
     Args:
         size: ``(width, height)`` of the image, in pixels.
         center: ``(x, y)`` of the centre, in pixels; it must lie inside the image.
-        radius: Radius in pixels, positive.
+        radius: Radius in pixels, positive and finite.
     """
     width, height = _check_size(size)
+    _check_coordinates("center", center, ("x", "y"))
+    _check_radius(radius, allow_zero=False)
     x, y = center
-    if radius <= 0:
-        raise ValueError(f"radius must be positive, got {radius!r}.")
     if not (0 <= x < width and 0 <= y < height):
         raise ValueError(f"center {tuple(center)} lies outside the {width}x{height} image; move it inside.")
     yy, xx = np.mgrid[0:height, 0:width]
@@ -66,14 +87,13 @@ def feather_mask(mask: Image.Image, radius: float) -> Image.Image:
 
     Args:
         mask: Binary ``"L"`` mask.
-        radius: Gaussian blur radius in pixels; 0 returns a copy. Larger radii
+        radius: Gaussian blur radius in pixels, finite; 0 returns a copy. Larger radii
             blend more but also let the pipeline change pixels just outside the mask.
 
     Returns:
         A soft ``"L"`` mask with values between 0 and 255.
     """
-    if radius < 0:
-        raise ValueError(f"radius must be non-negative, got {radius!r}.")
+    _check_radius(radius, allow_zero=True)
     check_mask(mask, allow_soft=True)
     if radius == 0:
         return mask.copy()
@@ -99,8 +119,15 @@ def check_mask(mask, image=None, allow_soft: bool = False) -> Image.Image:
 
     Raises:
         TypeError: not a PIL image. ValueError: wrong mode, size mismatch,
-            grey values when not allowed, or nothing to repaint.
+            values 0 and 1 instead of 0 and 255, grey values when not allowed,
+            or nothing to repaint.
     """
+    if isinstance(mask, np.ndarray):
+        raise TypeError(
+            f"mask must be a PIL image, got a numpy array of shape {mask.shape} and dtype {mask.dtype}. Convert "
+            "an array of 0 and 255 with Image.fromarray(array.astype('uint8'), mode='L'), or a boolean array "
+            "with Image.fromarray(array.astype('uint8') * 255, mode='L')."
+        )
     if not isinstance(mask, Image.Image):
         raise TypeError(f"mask must be a PIL image, got {type(mask).__name__}.")
     if mask.mode == "1":
@@ -120,6 +147,12 @@ def check_mask(mask, image=None, allow_soft: bool = False) -> Image.Image:
             "make the mask for the same size (or resize both)."
         )
     values = np.asarray(mask)
+    if values.max() == 1:
+        # An "L" mask with maximum 1 contains only 0 and 1: usually a boolean array that was not scaled.
+        raise ValueError(
+            "mask contains only 0 and 1, but masks use 0 (keep) and 255 (repaint), so the pipeline would "
+            "repaint nothing. Scale it with mask.point(lambda v: v * 255)."
+        )
     if not allow_soft and not np.isin(values, (0, 255)).all():
         raise ValueError(
             "mask has grey values; a hard mask contains only 0 (keep) and 255 (repaint). Threshold it with "

@@ -28,6 +28,7 @@ def get_profile(profile: str | None = None) -> str:
         ``"mini"`` or ``"full"``.
 
     Raises:
+        TypeError: ``profile`` is neither a string nor None.
         ValueError: the profile is not one of :data:`PROFILES`.
     """
     source = "argument"
@@ -36,6 +37,11 @@ def get_profile(profile: str | None = None) -> str:
         source = f"${PROFILE_ENV_VAR}"
     if profile is None or profile == "":
         return "full" if in_colab() else "mini"
+    if not isinstance(profile, str):
+        raise TypeError(
+            f"profile must be a string or None, got {type(profile).__name__} ({profile!r}). "
+            f"Pass one of {', '.join(repr(name) for name in PROFILES)}, or None to read ${PROFILE_ENV_VAR}."
+        )
     normalized = profile.strip().lower()
     if normalized not in PROFILES:
         raise ValueError(

@@ -12,29 +12,41 @@ from collections.abc import Sequence
 DEFAULT_MAX_LENGTH = 256
 
 
-def check_sentences(sentences) -> list[str]:
+def check_sentences(sentences, name: str = "sentences") -> list[str]:
     """Return ``sentences`` as a list of strings, or raise a clear error.
 
     Args:
-        sentences: One string or a sequence of strings.
+        sentences: One string or a sequence of strings. Empty strings are kept.
+        name: The argument name that error messages use, such as ``"prompts"``.
 
     Raises:
         ValueError: the sequence is empty.
-        TypeError: an item is not a string (the message names its index and type).
+        TypeError: ``sentences`` is bytes or not a sequence, or an item is not a string
+            (the message names its index and type).
     """
     if isinstance(sentences, str):
         return [sentences]
+    if isinstance(sentences, bytes | bytearray):
+        raise TypeError(
+            f"{name} is {type(sentences).__name__} ({sentences!r}), not str. "
+            f"Decode it first, e.g. {name}.decode('utf-8'), or pass a str."
+        )
     if not isinstance(sentences, Sequence):
         raise TypeError(
-            f"sentences must be a string or a list of strings, got {type(sentences).__name__}."
+            f"{name} must be a string or a list of strings, got {type(sentences).__name__}."
         )
     if len(sentences) == 0:
-        raise ValueError("sentences is empty: pass at least one string.")
+        raise ValueError(f"{name} is empty: pass at least one string.")
     for index, item in enumerate(sentences):
+        if isinstance(item, bytes | bytearray):
+            raise TypeError(
+                f"{name}[{index}] is {type(item).__name__} ({item!r}), not str. "
+                f"Decode every item first, e.g. [s.decode('utf-8') for s in {name}]."
+            )
         if not isinstance(item, str):
             raise TypeError(
-                f"sentences[{index}] is {type(item).__name__} ({item!r}), not str. "
-                "Convert every item to text first, e.g. [str(s) for s in sentences]."
+                f"{name}[{index}] is {type(item).__name__} ({item!r}), not str. "
+                f"Convert every item to text first, e.g. [str(s) for s in {name}]."
             )
     return list(sentences)
 

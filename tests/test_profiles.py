@@ -38,3 +38,8 @@ def test_banner_names_profile_device_and_switch():
     assert "device: cpu" in text
     assert "COURSE_PROFILE=full" in text
     assert "\n" not in text
+
+
+def test_non_string_profile_rejected():
+    with pytest.raises(TypeError, match=r"profile must be a string or None, got int \(1\)\. Pass one of 'mini', 'full'"):
+        get_profile(1)

@@ -25,6 +25,20 @@ def test_non_sequence_rejected():
         check_sentences(5)
 
 
+def test_bytes_rejected_with_decode_hint():
+    with pytest.raises(TypeError, match=r"sentences is bytes \(b'ab'\), not str\. Decode it first"):
+        check_sentences(b"ab")
+    with pytest.raises(TypeError, match=r"sentences\[1\] is bytes \(b'c'\), not str\. Decode every item"):
+        check_sentences(["fine", b"c"])
+
+
+def test_argument_name_in_messages():
+    with pytest.raises(TypeError, match=r"captions\[0\] is int \(7\), not str"):
+        check_sentences([7], name="captions")
+    with pytest.raises(ValueError, match="captions is empty"):
+        check_sentences([], name="captions")
+
+
 def test_token_table_marks_special_and_padding(text_encoder):
     tokenizer, _ = text_encoder
     table = token_table(tokenizer, ["Hi.", "A longer sentence here."])

@@ -27,3 +27,10 @@ def test_too_many_images_rejected():
 def test_digit_names_cover_ten_digits():
     assert len(DIGIT_NAMES) == 10
     assert DIGIT_NAMES[7] == "seven"
+
+
+@pytest.mark.parametrize(("profile", "valid"), [("mini", "test, validation, train"), ("full", "test, train")])
+def test_unknown_split_names_this_loader(profile, valid):
+    # The full profile checks the split before it would touch the Hub.
+    with pytest.raises(ValueError, match=rf"Unknown split 'val' for load_zero_shot_set\(\); valid splits: {valid}\."):
+        load_zero_shot_set("val", profile=profile)

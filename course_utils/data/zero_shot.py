@@ -24,6 +24,8 @@ def load_zero_shot_set(split: str = "test", num_images: int | None = None, profi
 
     Args:
         split: ``"validation"`` or ``"test"`` in mini (shapes), ``"test"`` in full (MNIST).
+            ``"train"`` loads too, but in mini those are the scenes mini-clip was trained
+            on, so accuracy there is not zero-shot.
         num_images: Keep the first ``num_images`` images; None keeps all
             (mini: the clean single-object scenes of the split, about a third of it).
         profile: ``"mini"`` or ``"full"``; None resolves the active profile.
@@ -33,9 +35,14 @@ def load_zero_shot_set(split: str = "test", num_images: int | None = None, profi
     """
     from datasets import ClassLabel, Dataset, Features, Image
 
-    from course_utils.data._checks import check_count
+    from course_utils.data._checks import check_count, check_split
 
-    if get_profile(profile) == "full":
+    # Checked here, not by the loader behind the profile, so that the message names this
+    # function. MNIST has no validation split. "test" comes first because the message suggests it.
+    profile = get_profile(profile)
+    check_split(split, ("test", "train") if profile == "full" else ("test", "validation", "train"),
+                "load_zero_shot_set")
+    if profile == "full":
         from course_utils.data.digits import load_digits
 
         digits = load_digits(split, profile="full", num_images=num_images)
