@@ -89,9 +89,10 @@ def training_device(name: str) -> torch.device:
     Random draws stay on CPU generators whatever the device, so a CUDA run sees the
     same batches, noise and timesteps as a CPU run with the same seed.
 
-    NOTE: no GPU was at hand when this option was added, so the cuda path of the two
-    Stable Diffusion scripts has not run yet. On a first GPU, run their smoke settings
-    (``--max-steps 2 --limit 32 --no-eval --device cuda``) before a full training run.
+    NOTE: the cuda path of the two Stable Diffusion scripts has not run on a GPU yet. A test
+    runs their training loops on the meta device, which catches most batches left on the
+    CPU. On a first GPU, run their smoke settings (``--max-steps 2 --limit 32 --no-eval
+    --device cuda``) before a full training run.
     """
     try:
         device = torch.device(name)

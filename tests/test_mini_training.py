@@ -72,3 +72,44 @@ def test_sd_scripts_reject_missing_gpu(tmp_path, monkeypatch):
             script.main(["--device", "cuda", "--output-dir", str(tmp_path)])
     # The option is checked before any data is drawn or any file is written.
     assert not any(tmp_path.iterdir())
+
+
+def test_sd_training_loops_follow_model_device(monkeypatch):
+    """Run one step of each Stable Diffusion training loop with the models on PyTorch's meta device.
+
+    A batch tensor left on the CPU raises where an elementwise operation meets the model's
+    meta tensors, so this finds a missing ``.to(device)`` without a GPU. It is not
+    exhaustive: convolutions and embedding lookups accept CPU inputs on meta.
+    """
+    import train_mini_sd
+    import train_mini_sd_inpainting
+
+    meta = torch.device("meta")
+    # Meta tensors hold no values, so the optimizer step and loss logging are skipped.
+    monkeypatch.setattr(mini_training, "optimizer_step", lambda loss, *args, **kwargs: None)
+    real_item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: 0.0 if self.is_meta else real_item(self))
+    monkeypatch.setattr(train_mini_sd, "UNET_BATCH_SIZE", 4)
+    monkeypatch.setattr(train_mini_sd_inpainting, "BATCH_SIZE", 4)
+    clip_dir = Path(__file__).resolve().parents[1] / "data" / "models" / "mini-clip"
+    tokenizer = train_mini_sd.load_tokenizer(clip_dir)
+    text_encoder = train_mini_sd.load_text_encoder(clip_dir).to(meta)
+    generator = torch.Generator().manual_seed(0)
+    means = torch.randn((8, 4, 16, 16), generator=generator)
+    stds = torch.rand((8, 4, 16, 16), generator=generator) * 0.1
+    captions = [["a red circle"]] * 8
+
+    unet = train_mini_sd.build_unet(text_encoder.config.hidden_size, (16, 32, 32)).to(meta)
+    history = train_mini_sd.train_unet(unet, tokenizer, text_encoder, (means, stds), captions, steps=1, seed=0)
+    assert history == [{"step": 1, "unet_loss": 0.0}]
+
+    inpainting_unet = train_mini_sd_inpainting.build_inpainting_unet(
+        train_mini_sd.build_unet(text_encoder.config.hidden_size, (16, 32, 32))).to(meta)
+    data = {"means": means, "stds": stds, "masked_means": means, "masked_stds": stds,
+            "masks": (torch.rand((8, 1, 16, 16), generator=generator) > 0.5).float(), "captions": captions}
+    history = train_mini_sd_inpainting.train_inpainting(inpainting_unet, tokenizer, text_encoder, data, steps=1, seed=0)
+    assert history == [{"step": 1, "unet_loss": 0.0}]
+
+    vae = train_mini_sd.build_vae().to(meta)
+    history = train_mini_sd.train_vae(vae, torch.rand((8, 3, 64, 64), generator=generator) * 2 - 1, steps=1, seed=0)
+    assert history == [{"step": 1, "vae_loss": 0.0}]
