@@ -2,23 +2,15 @@
 
 import decimal
 import math
-import numbers
-import textwrap
 import warnings
 
 import numpy as np
 from PIL import Image
 
+from course_utils._validation import check_columns, is_integer, is_real
+
 #: Modes in which PIL opens a 16-bit greyscale image, such as a 16-bit PNG.
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _is_integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_prompts(prompts) -> list[str]:
@@ -55,11 +47,11 @@ def check_multiple_of(size, multiple: int = 8) -> tuple[int, int]:
         ValueError: ``size`` does not contain two values, a side is not positive or not
             finite, a side is not a multiple of ``multiple``, or ``multiple`` is below 1.
     """
-    if not _is_integer(multiple):
+    if not is_integer(multiple):
         raise TypeError(f"multiple must be a positive integer, got {multiple!r}.")
     if multiple < 1:
         raise ValueError(f"multiple must be a positive integer, got {multiple}.")
-    if _is_real(size):
+    if is_real(size):
         raise TypeError(f"size must be a (width, height) pair in pixels, got the single number {size!r}; "
                         f"for a square image pass ({size!r}, {size!r}).")
     if not isinstance(size, tuple | list):
@@ -69,7 +61,7 @@ def check_multiple_of(size, multiple: int = 8) -> tuple[int, int]:
         raise ValueError(f"size must be (width, height), got {len(size)} values {tuple(size)}. For an array of "
                          "shape (height, width, channels), pass (array.shape[1], array.shape[0]).")
     width, height = size
-    if not (_is_real(width) and _is_real(height)):
+    if not (is_real(width) and is_real(height)):
         raise TypeError(f"size must contain two numbers of pixels, got {tuple(size)!r}.")
     if not (math.isfinite(width) and math.isfinite(height)):
         raise ValueError(f"size must contain finite numbers of pixels, got {tuple(size)!r}.")
@@ -123,11 +115,11 @@ def check_strength(strength, num_inference_steps) -> float:
 
     Used in ``notebooks/session2/08_diffusion_img2img.ipynb``.
     """
-    if not _is_integer(num_inference_steps):
+    if not is_integer(num_inference_steps):
         raise TypeError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}.")
     if num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps}.")
-    if not _is_real(strength):
+    if not is_real(strength):
         raise TypeError(f"strength must be a number in (0, 1], got {type(strength).__name__} ({strength!r}).")
     steps = int(num_inference_steps)
     smallest = _smallest_strength(steps)
@@ -219,15 +211,6 @@ def prepare_image(image: Image.Image, size, multiple: int = 8) -> Image.Image:
     return image
 
 
-def _check_columns(columns) -> None:
-    if columns is None:
-        return
-    if not _is_integer(columns):
-        raise TypeError(f"columns must be a whole number of images per row, or None, got {columns!r}.")
-    if columns < 1:
-        raise ValueError(f"columns must be at least 1, got {columns}; pass None for the default layout.")
-
-
 def image_grid(images, columns: int | None = None, pad: int = 2, background=(255, 255, 255)) -> Image.Image:
     """Paste images into one grid image, row by row.
 
@@ -246,8 +229,8 @@ def image_grid(images, columns: int | None = None, pad: int = 2, background=(255
         raise ValueError("images is empty: pass at least one image.")
     if not all(isinstance(im, Image.Image) for im in images):
         raise TypeError("every item of images must be a PIL image.")
-    _check_columns(columns)
-    if not _is_integer(pad):
+    check_columns(columns)
+    if not is_integer(pad):
         raise TypeError(f"pad must be a whole number of pixels, got {pad!r}.")
     if pad < 0:
         raise ValueError(f"pad must be 0 or more pixels, got {pad}; a negative gap would overlap the images.")
@@ -263,119 +246,3 @@ def image_grid(images, columns: int | None = None, pad: int = 2, background=(255
         row, column = divmod(index, columns)
         grid.paste(tile, (column * (width + pad), row * (height + pad)))
     return grid
-
-
-def _as_pictures(images) -> list:
-    """Return each image as an array that ``imshow`` accepts, or raise naming the first bad shape."""
-    pictures = [np.asarray(image) for image in images]
-    for index, picture in enumerate(pictures):
-        if not (picture.ndim == 2 or (picture.ndim == 3 and picture.shape[-1] in (3, 4))):
-            raise ValueError(f"Image {index} has shape {picture.shape}; pass PIL images or arrays of shape (H, W), "
-                             f"(H, W, 3) or (H, W, 4). Move channels last with array.transpose(1, 2, 0).")
-    return pictures
-
-
-def show_images(images, titles=None, columns: int | None = None, size: float = 2.2, suptitle=None):
-    """Show images side by side with matplotlib, each with an optional title.
-
-    Args:
-        images: Non-empty list of PIL images or arrays of shape ``(H, W)``, ``(H, W, 3)``
-            or ``(H, W, 4)``.
-        titles: Optional list of the same length; a bare string is rejected.
-        columns: Images per row, at least 1; default None puts all in one row, up to 8.
-        size: Inches per panel.
-
-    Returns:
-        The matplotlib ``Figure``.
-    """
-    import matplotlib.pyplot as plt
-
-    images = list(images)
-    if not images:
-        raise ValueError("images is empty: pass at least one image.")
-    if isinstance(titles, str):
-        raise TypeError(f"titles is the string {titles!r}; pass a list with one title per image, "
-                        f"such as [{titles!r}].")
-    if titles is not None:
-        titles = list(titles)
-        if len(titles) != len(images):
-            raise ValueError(f"Got {len(images)} images but {len(titles)} titles.")
-    _check_columns(columns)
-    pictures = _as_pictures(images)
-    if columns is None:
-        columns = min(len(images), 8)
-    rows = math.ceil(len(images) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + 0.3), squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if index < len(pictures):
-            picture = pictures[index]
-            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=255 if picture.dtype == np.uint8 else None)
-            if titles is not None:
-                ax.set_title(str(titles[index]), fontsize=8)
-    if suptitle:
-        figure.suptitle(suptitle)
-    figure.tight_layout()
-    return figure
-
-
-#: Font size (points) of :func:`show_grid`'s row and column labels.
-_LABEL_FONT_SIZE = 9
-
-
-def _label_width(panel_inches: float, font_size: float) -> int:
-    """Return how many characters of a label fit across one panel of ``panel_inches``."""
-    # An average character of matplotlib's default font is about 0.6 em wide (an estimate),
-    # and an inch is 72 points.
-    return max(8, int(panel_inches * 72 / (0.6 * font_size)))
-
-
-def show_grid(images, row_labels, column_labels, size: float = 1.8):
-    """Show a labelled comparison grid: one row per ``row_labels`` entry, one column per ``column_labels`` entry.
-
-    Args:
-        images: PIL images or arrays in row order, ``len(row_labels) * len(column_labels)`` of them.
-        row_labels: What changes down the grid (for example the masks), written left of each row.
-        column_labels: What changes across it (for example the prompts), written above each column.
-        size: Inches per panel. Labels longer than a panel is wide wrap onto more lines.
-
-    Pixel values are read as :func:`show_images` reads them: uint8 on the 0-255 scale, floats
-    from 0 to their own maximum. So a uint8 mask of 0 and 1 looks black; multiply it by 255.
-
-    Returns:
-        The matplotlib ``Figure``.
-    """
-    import matplotlib.pyplot as plt
-
-    for name, labels in (("row_labels", row_labels), ("column_labels", column_labels)):
-        if isinstance(labels, str):
-            raise TypeError(f"{name} is the string {labels!r}; pass a list of labels, such as [{labels!r}].")
-    images, row_labels, column_labels = list(images), list(row_labels), list(column_labels)
-    if not row_labels or not column_labels:
-        empty = "row_labels" if not row_labels else "column_labels"
-        raise ValueError(f"{empty} is empty: name at least one row and one column.")
-    expected = len(row_labels) * len(column_labels)
-    if len(images) != expected:
-        raise ValueError(f"Got {len(images)} images for {len(row_labels)} rows x {len(column_labels)} columns; "
-                         f"pass {expected} images in row order.")
-    pictures = _as_pictures(images)
-    figure, axes = plt.subplots(len(row_labels), len(column_labels), squeeze=False,
-                                figsize=(size * len(column_labels) + 0.8, size * len(row_labels) + 0.3))
-    for picture, ax in zip(pictures, axes.flat, strict=True):
-        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0,
-                  vmax=255 if picture.dtype == np.uint8 else None)
-        # Ticks hidden, axis kept on so that the row label (a y-label) stays visible. A light
-        # frame keeps an all-white panel from vanishing into the page.
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_color("lightgray")
-    # A label wider than its panel would run into the next one, so long prompts wrap onto
-    # more lines. tight_layout then makes room for them.
-    width = _label_width(size, _LABEL_FONT_SIZE)
-    for ax, label in zip(axes[0], column_labels, strict=True):
-        ax.set_title(textwrap.fill(str(label), width), fontsize=_LABEL_FONT_SIZE)
-    for ax, label in zip(axes[:, 0], row_labels, strict=True):
-        ax.set_ylabel(textwrap.fill(str(label), width), fontsize=_LABEL_FONT_SIZE)
-    figure.tight_layout()
-    return figure

@@ -1,10 +1,16 @@
-"""Plots shared by the lessons: labelled similarity heatmaps and 2-D projections.
+"""Plots shared by the lessons: image panels and grids, similarity heatmaps and 2-D projections.
 
-Each function draws on a matplotlib ``Axes`` (a new one when ``ax`` is None)
-and returns it, so a notebook can add titles or combine panels.
+The heatmap and projection functions draw on a matplotlib ``Axes`` (a new one when
+``ax`` is None) and return it, so a notebook can add titles or combine panels.
+:func:`show_images` and :func:`show_grid` make a whole ``Figure`` of image panels.
 """
 
+import math
+import textwrap
+
 import numpy as np
+
+from course_utils._validation import check_columns
 
 PROJECTIONS = ("pca", "tsne")
 
@@ -135,3 +141,119 @@ def projection_scatter(embeddings, labels, method: str = "pca", seed: int = 0,
     ax.set_yticks([])
     ax.legend(fontsize=8, loc="best", frameon=True)
     return ax, points
+
+
+def _as_pictures(images) -> list:
+    """Return each image as an array that ``imshow`` accepts, or raise naming the first bad shape."""
+    pictures = [np.asarray(image) for image in images]
+    for index, picture in enumerate(pictures):
+        if not (picture.ndim == 2 or (picture.ndim == 3 and picture.shape[-1] in (3, 4))):
+            raise ValueError(f"Image {index} has shape {picture.shape}; pass PIL images or arrays of shape (H, W), "
+                             f"(H, W, 3) or (H, W, 4). Move channels last with array.transpose(1, 2, 0).")
+    return pictures
+
+
+def show_images(images, titles=None, columns: int | None = None, size: float = 2.2, suptitle=None):
+    """Show images side by side with matplotlib, each with an optional title.
+
+    Args:
+        images: Non-empty list of PIL images or arrays of shape ``(H, W)``, ``(H, W, 3)``
+            or ``(H, W, 4)``.
+        titles: Optional list of the same length; a bare string is rejected.
+        columns: Images per row, at least 1; default None puts all in one row, up to 8.
+        size: Inches per panel.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    import matplotlib.pyplot as plt
+
+    images = list(images)
+    if not images:
+        raise ValueError("images is empty: pass at least one image.")
+    if isinstance(titles, str):
+        raise TypeError(f"titles is the string {titles!r}; pass a list with one title per image, "
+                        f"such as [{titles!r}].")
+    if titles is not None:
+        titles = list(titles)
+        if len(titles) != len(images):
+            raise ValueError(f"Got {len(images)} images but {len(titles)} titles.")
+    check_columns(columns)
+    pictures = _as_pictures(images)
+    if columns is None:
+        columns = min(len(images), 8)
+    rows = math.ceil(len(images) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + 0.3), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < len(pictures):
+            picture = pictures[index]
+            ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=255 if picture.dtype == np.uint8 else None)
+            if titles is not None:
+                ax.set_title(str(titles[index]), fontsize=8)
+    if suptitle:
+        figure.suptitle(suptitle)
+    figure.tight_layout()
+    return figure
+
+
+#: Font size (points) of :func:`show_grid`'s row and column labels.
+_LABEL_FONT_SIZE = 9
+
+
+def _label_width(panel_inches: float, font_size: float) -> int:
+    """Return how many characters of a label fit across one panel of ``panel_inches``."""
+    # An average character of matplotlib's default font is about 0.6 em wide (an estimate),
+    # and an inch is 72 points.
+    return max(8, int(panel_inches * 72 / (0.6 * font_size)))
+
+
+def show_grid(images, row_labels, column_labels, size: float = 1.8):
+    """Show a labelled comparison grid: one row per ``row_labels`` entry, one column per ``column_labels`` entry.
+
+    Args:
+        images: PIL images or arrays in row order, ``len(row_labels) * len(column_labels)`` of them.
+        row_labels: What changes down the grid (for example the masks), written left of each row.
+        column_labels: What changes across it (for example the prompts), written above each column.
+        size: Inches per panel. Labels longer than a panel is wide wrap onto more lines.
+
+    Pixel values are read as :func:`show_images` reads them: uint8 on the 0-255 scale, floats
+    from 0 to their own maximum. So a uint8 mask of 0 and 1 looks black; multiply it by 255.
+
+    Returns:
+        The matplotlib ``Figure``.
+    """
+    import matplotlib.pyplot as plt
+
+    for name, labels in (("row_labels", row_labels), ("column_labels", column_labels)):
+        if isinstance(labels, str):
+            raise TypeError(f"{name} is the string {labels!r}; pass a list of labels, such as [{labels!r}].")
+    images, row_labels, column_labels = list(images), list(row_labels), list(column_labels)
+    if not row_labels or not column_labels:
+        empty = "row_labels" if not row_labels else "column_labels"
+        raise ValueError(f"{empty} is empty: name at least one row and one column.")
+    expected = len(row_labels) * len(column_labels)
+    if len(images) != expected:
+        raise ValueError(f"Got {len(images)} images for {len(row_labels)} rows x {len(column_labels)} columns; "
+                         f"pass {expected} images in row order.")
+    pictures = _as_pictures(images)
+    figure, axes = plt.subplots(len(row_labels), len(column_labels), squeeze=False,
+                                figsize=(size * len(column_labels) + 0.8, size * len(row_labels) + 0.3))
+    for picture, ax in zip(pictures, axes.flat, strict=True):
+        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0,
+                  vmax=255 if picture.dtype == np.uint8 else None)
+        # Ticks hidden, axis kept on so that the row label (a y-label) stays visible. A light
+        # frame keeps an all-white panel from vanishing into the page.
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_color("lightgray")
+    # A label wider than its panel would run into the next one, so long prompts wrap onto
+    # more lines. tight_layout then makes room for them.
+    width = _label_width(size, _LABEL_FONT_SIZE)
+    for ax, label in zip(axes[0], column_labels, strict=True):
+        ax.set_title(textwrap.fill(str(label), width), fontsize=_LABEL_FONT_SIZE)
+    for ax, label in zip(axes[:, 0], row_labels, strict=True):
+        ax.set_ylabel(textwrap.fill(str(label), width), fontsize=_LABEL_FONT_SIZE)
+    figure.tight_layout()
+    return figure

@@ -14,10 +14,9 @@ from course_utils.images import (
     check_strength,
     image_grid,
     prepare_image,
-    show_grid,
-    show_images,
 )
 from course_utils.masks import check_mask, circle_mask, feather_mask, rectangle_mask
+from course_utils.plotting import show_grid, show_images
 
 
 def test_rectangle_mask_white_inside_box():
