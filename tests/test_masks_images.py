@@ -312,8 +312,9 @@ def test_check_strength_suggestions_run():
 # which numpy 2 flags with this DeprecationWarning. It comes from the library, not from course_utils.
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_check_strength_matches_diffusers():
-    diffusers = pytest.importorskip("diffusers")
     from types import SimpleNamespace
+
+    import diffusers
 
     from course_utils.registry import model_source
 
