@@ -84,7 +84,7 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
 
 
 def training_device(name: str) -> torch.device:
-    """Return the torch device that ``--device name`` asks for, or raise ``ValueError`` saying what to pass.
+    """Return the torch device that ``--device name`` requests, or raise ``ValueError`` naming a usable one.
 
     Random draws stay on CPU generators whatever the device, so a CUDA run sees the
     same batches, noise and timesteps as a CPU run with the same seed.

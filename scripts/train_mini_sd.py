@@ -50,9 +50,9 @@ DEFAULT_UNET_STEPS = 6000
 #: Channels of the UNet's three levels (16x16, 8x8 and 4x4 latents). After 6,000 steps,
 #: (32, 64, 64) drew the prompted colour and shape in 48% of the judged images and
 #: (48, 96, 96) in 79%, for 1.6 times the training time. That check gave every prompt seeds 0
-#: and 1. With one seed per image, as sd_tasks checks now, (48, 96, 96) scores 53%, and
-#: (64, 128, 128) scored 66% in one trial (6.8M parameters, a folder of about 19 MB, 1.5 times
-#: the training time); ``--unet-channels`` picks the width without editing this file.
+#: and 1. With one seed per image, as sd_tasks checks now, (48, 96, 96) scores 53%. In one
+#: trial, (64, 128, 128) scored 66%: 6.8M parameters, a folder of about 19 MB, 1.5 times the
+#: training time. ``--unet-channels`` sets the width without editing this file.
 UNET_CHANNELS = (48, 96, 96)
 #: Attention heads that pool the prompt into the UNet's timestep embedding.
 TEXT_POOL_HEADS = 4
