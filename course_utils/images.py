@@ -122,9 +122,9 @@ def check_strength(strength, num_inference_steps) -> float:
     if not is_real(strength):
         raise TypeError(f"strength must be a number in (0, 1], got {type(strength).__name__} ({strength!r}).")
     steps = int(num_inference_steps)
-    smallest = _smallest_strength(steps)
     # Comparisons with NaN are False, so NaN fails this range check too.
     if not 0 < strength <= 1:
+        smallest = _smallest_strength(steps)
         raise ValueError(
             f"strength must lie in (0, 1], got {float(strength)} with num_inference_steps={steps}. "
             f"The smallest strength that runs one of {steps} steps is {smallest} (about 1/{steps}); "
@@ -134,7 +134,7 @@ def check_strength(strength, num_inference_steps) -> float:
         more_steps = math.ceil(1 / strength) if math.isfinite(1 / strength) else None
         while more_steps is not None and int(more_steps * strength) < 1:
             more_steps += 1
-        fix = f"use strength >= {smallest} (about 1/{steps})"
+        fix = f"use strength >= {_smallest_strength(steps)} (about 1/{steps})"
         if more_steps is not None:
             fix += f", or num_inference_steps >= {more_steps}"
         raise ValueError(

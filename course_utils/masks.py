@@ -12,6 +12,8 @@ import numbers
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from course_utils._validation import is_real
+
 
 def _check_size(size) -> tuple[int, int]:
     if (not isinstance(size, tuple | list) or len(size) != 2
@@ -25,7 +27,7 @@ def _check_coordinates(name: str, values, parts: tuple[str, ...]) -> None:
     if not isinstance(values, tuple | list) or len(values) != len(parts):
         raise ValueError(f"{name} must be ({', '.join(parts)}) in pixels, got {values!r}.")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not is_real(value):
             raise TypeError(f"{name} must contain numbers of pixels, got {value!r} in {name} {tuple(values)!r}.")
         if not math.isfinite(value):
             raise ValueError(f"{name} must contain finite numbers of pixels, got {value!r} in {name} {tuple(values)!r}.")
@@ -34,7 +36,7 @@ def _check_coordinates(name: str, values, parts: tuple[str, ...]) -> None:
 def _check_radius(radius, allow_zero: bool) -> None:
     """Raise unless ``radius`` is a finite number of pixels, positive or (with ``allow_zero``) zero."""
     rule = "a finite number of pixels, 0 or more" if allow_zero else "a finite, positive number of pixels"
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Real):
+    if not is_real(radius):
         raise TypeError(f"radius must be {rule}, got {type(radius).__name__} ({radius!r}).")
     # NaN fails both comparisons, so it is rejected here too.
     if not (math.isfinite(radius) and (radius >= 0 if allow_zero else radius > 0)):
