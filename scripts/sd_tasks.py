@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from course_utils.data.shapes import BACKGROUNDS, COLORS, SHAPES, render_scene
 
@@ -102,6 +103,8 @@ def evaluate_text2img(pipe, judge: ClipJudge, guidance: float = GUIDANCE_SCALE) 
         ``text2img_pixel_color_accuracy`` (the median foreground pixel is nearest to the
         prompted colour, no CLIP involved); ``text2img_judge_accuracy_on_drawn_scenes``
         (CLIP's accuracy on scenes drawn by ``render_scene`` for the same prompts, its ceiling);
+        ``text2img_judge_accuracy_on_vae_round_trips`` (the same on those scenes after a round
+        trip through ``pipe.vae``, the ceiling that the decoder leaves to generated images);
         and ``images`` (the PIL images, in the order of :func:`text2img_cases`) for grids.
     """
     targets, seeds = zip(*text2img_cases(), strict=True)
@@ -113,9 +116,15 @@ def evaluate_text2img(pipe, judge: ClipJudge, guidance: float = GUIDANCE_SCALE) 
     # The judge's own accuracy on drawn scenes of the same classes is the ceiling of the bar.
     drawn = [render_scene(c, s, sizes="large", seed=seed) for (c, s), seed in zip(targets, seeds, strict=True)]
     judged_drawn = judge.classify(drawn)
+    # Every generated image passes the VAE decoder, so blur it adds caps the bar as well.
+    with torch.no_grad():
+        round_trips = [Image.fromarray(array) for array in vae_round_trip(pipe.vae, drawn)]
+    judged_round_trips = judge.classify(round_trips)
     return {
         "text2img_judge_accuracy_on_drawn_scenes": float(np.mean(
             [p == t for p, t in zip(judged_drawn, targets, strict=True)])),
+        "text2img_judge_accuracy_on_vae_round_trips": float(np.mean(
+            [p == t for p, t in zip(judged_round_trips, targets, strict=True)])),
         "text2img_pixel_color_accuracy": float(np.mean(
             [dominant_color(image) == t[0] for image, t in zip(images, targets, strict=True)])),
         "text2img_accuracy": float(np.mean([p == t for p, t in zip(seen, targets, strict=True)])),
@@ -241,8 +250,6 @@ def evaluate_img2img_guidance(pipe, judge: ClipJudge) -> dict:
 
 def inpaint_mask(size: int = 64):
     """Return the inpainting mask: white (repaint) inside :data:`INPAINT_BOX`, black elsewhere."""
-    from PIL import Image
-
     mask = np.zeros((size, size), dtype=np.uint8)
     low, high = INPAINT_BOX
     mask[low:high, low:high] = 255
@@ -280,11 +287,9 @@ def _outside_region(size: int = 64) -> np.ndarray:
     return ~inside
 
 
-def _region_only(image, background: np.ndarray) -> "object":
+def _region_only(image, background: np.ndarray) -> Image.Image:
     # Keep only the repainted square, on the scene's background colour, so CLIP judges
     # what was painted there and not the object in the corner.
-    from PIL import Image
-
     pixels = np.empty((*np.asarray(image).shape[:2], 3), dtype=np.uint8)
     pixels[:] = background.astype(np.uint8)
     low, high = INPAINT_BOX
@@ -340,8 +345,6 @@ REMOVAL_PROMPT = "a plain background"
 
 def corner_mask(corner: str, size: int = 64):
     """Return a mask that is white on the ``corner`` quarter of the image ("top left", ...)."""
-    from PIL import Image
-
     mask = np.zeros((size, size), dtype=np.uint8)
     rows = slice(0, size // 2) if corner.startswith("top") else slice(size // 2, size)
     columns = slice(0, size // 2) if corner.endswith("left") else slice(size // 2, size)
@@ -378,8 +381,6 @@ def evaluate_removal(pipe) -> dict:
 
 def image_grid(rows: list[list], cell: int = 64):
     """Return one PIL image holding ``rows`` of PIL images, each resized to ``cell`` pixels."""
-    from PIL import Image
-
     grid = Image.new("RGB", (cell * max(len(row) for row in rows), cell * len(rows)), "white")
     for r, row in enumerate(rows):
         for c, image in enumerate(row):

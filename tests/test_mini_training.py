@@ -102,6 +102,8 @@ def test_sd_training_loops_follow_model_device(monkeypatch):
     unet = train_mini_sd.build_unet(text_encoder.config.hidden_size, (16, 32, 32)).to(meta)
     history = train_mini_sd.train_unet(unet, tokenizer, text_encoder, (means, stds), captions, steps=1, seed=0)
     assert history == [{"step": 1, "unet_loss": 0.0}]
+    history = train_mini_sd.refine_unet(unet, tokenizer, text_encoder, (means, stds), captions, steps=1, seed=0)
+    assert history == [{"step": 1, "refine_loss": 0.0}]
 
     inpainting_unet = train_mini_sd_inpainting.build_inpainting_unet(
         train_mini_sd.build_unet(text_encoder.config.hidden_size, (16, 32, 32))).to(meta)
