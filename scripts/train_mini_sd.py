@@ -69,8 +69,8 @@ CAPTION_DROPOUT = 0.1
 SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 MIN_SNR_GAMMA = 5.0
 #: Steps of the optional refine stage, which continues the UNet stage's weights (--refine-steps).
-#: Off by default: in one trial on the shipped UNet and its earlier decoder, 1,200 steps raised the
-#: foreground IoU of image-to-image at strength 0.3 from 0.52 to 0.76 (bar 0.6) but lowered
+#: Off by default. In one trial on the shipped UNet and its earlier decoder, 1,200 steps raised the
+#: foreground IoU of image-to-image at strength 0.3 from 0.52 to 0.76 (bar 0.6). They also lowered
 #: text-to-image from 53% to 43%, mostly through shapes (70% to 57%).
 REFINE_STEPS = 0
 #: Peak learning rate of the refine stage, a third of the UNet stage's, because it starts from trained weights.
@@ -404,9 +404,9 @@ def refine_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, se
 
     Same objective as :func:`train_unet`, at the lower peak rate :data:`REFINE_LR`. A latent
     noised to a timestep below ``swap_below`` gets a caption of a scene drawn at random from
-    all of them, so at low noise the UNet learns to keep what the latent shows whatever the
-    prompt says. Captions are still dropped with probability :data:`CAPTION_DROPOUT`.
-    ``latents`` and ``captions`` are as in :func:`train_unet`; draws happen on the CPU.
+    all of them, so at low noise the UNet learns to keep what the latent shows, whichever prompt
+    it gets. Captions are still dropped with probability :data:`CAPTION_DROPOUT`. ``latents`` and
+    ``captions`` are as in :func:`train_unet`. Random draws happen on the CPU.
     """
     noise_scheduler, weights = noise_schedule_and_weights()
     means, stds = latents

@@ -248,7 +248,7 @@ def test_refine_stage_needs_a_unet(tmp_path):
 
 
 @pytest.mark.parametrize("swap_below", [0, 500, 1000])
-def test_refine_swaps_captions_only_below_the_threshold(monkeypatch, swap_below):
+def test_refine_swaps_only_low_noise_captions(monkeypatch, swap_below):
     # Each scene has one caption of its own, so a prompt that is not the scene's caption was swapped in.
     tokenizer = train_mini_sd.load_tokenizer(models_dir() / "mini-clip")
     text_encoder = train_mini_sd.load_text_encoder(models_dir() / "mini-clip")
@@ -260,7 +260,7 @@ def test_refine_swaps_captions_only_below_the_threshold(monkeypatch, swap_below)
     loss = train_mini_sd.denoising_loss
     monkeypatch.setattr(train_mini_sd, "encode_prompts", lambda tok, enc, prompts: seen.append(list(prompts))
                         or encode(tok, enc, prompts))
-    # Every batch holds the six scenes in order, so a prompt's position names its scene.
+    # Every batch contains the six scenes in order, so a prompt's position names its scene.
     monkeypatch.setattr(train_mini_sd.mini_training, "batch_indices",
                         lambda count, size, generator: itertools.repeat(torch.arange(count)))
     steps = []
