@@ -361,6 +361,18 @@ def denoising_loss(unet, noise_scheduler, weights, clean, noise, timesteps, stat
     return (errors * loss_weights).mean()
 
 
+def noised_batch(latents, indices: torch.Tensor, generator: torch.Generator):
+    """Return ``(clean, noise, timesteps)`` for the scenes at ``indices``, all drawn from ``generator``.
+
+    ``clean`` samples each scene's latent posterior from ``latents = (means, stds)``.
+    """
+    means, stds = latents
+    clean = means[indices] + stds[indices] * torch.randn(means[indices].shape, generator=generator)
+    noise = torch.randn(clean.shape, generator=generator)
+    timesteps = torch.randint(0, SCHEDULE["num_train_timesteps"], (len(indices),), generator=generator)
+    return clean, noise, timesteps
+
+
 def train_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, seed: int) -> list[dict]:
     """Train ``unet`` in place to predict the noise added to latents; ``text_encoder`` stays frozen.
 
@@ -376,21 +388,19 @@ def train_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, see
     ``text_encoder`` must also be.
     """
     noise_scheduler, weights = noise_schedule_and_weights()
-    means, stds = latents
     optimizer, scheduler = mini_training.make_optimizer(unet, lr=1e-3, weight_decay=0.01, max_steps=steps, warmup_steps=200)
     generator = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
-    batches = mini_training.batch_indices(len(means), UNET_BATCH_SIZE, generator)
+    batches = mini_training.batch_indices(len(latents[0]), UNET_BATCH_SIZE, generator)
     unet.train()
     losses = mini_training.LossLog(steps, "unet")
     for step in range(1, steps + 1):
         indices = next(batches)
-        clean = means[indices] + stds[indices] * torch.randn(means[indices].shape, generator=generator)
+        # Prompts come from rng and the batch from generator, so the two draw orders stay independent.
         prompts = ["" if rng.random() < CAPTION_DROPOUT else rng.choice(captions[i]) for i in indices.tolist()]
+        clean, noise, timesteps = noised_batch(latents, indices, generator)
         with torch.no_grad():
             states = encode_prompts(tokenizer, text_encoder, prompts)
-        noise = torch.randn(clean.shape, generator=generator)
-        timesteps = torch.randint(0, SCHEDULE["num_train_timesteps"], (len(indices),), generator=generator)
         loss = denoising_loss(unet, noise_scheduler, weights, clean, noise, timesteps, states)
         mini_training.optimizer_step(loss, optimizer, scheduler, unet.parameters())
         losses.add(step, unet_loss=loss.item())
@@ -409,20 +419,16 @@ def refine_unet(unet, tokenizer, text_encoder, latents, captions, steps: int, se
     ``captions`` are as in :func:`train_unet`. Random draws happen on the CPU.
     """
     noise_scheduler, weights = noise_schedule_and_weights()
-    means, stds = latents
-    warmup = 100
     optimizer, scheduler = mini_training.make_optimizer(unet, lr=REFINE_LR, weight_decay=0.01, max_steps=steps,
-                                                        warmup_steps=warmup)
+                                                        warmup_steps=100)
     generator = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
-    batches = mini_training.batch_indices(len(means), UNET_BATCH_SIZE, generator)
+    batches = mini_training.batch_indices(len(latents[0]), UNET_BATCH_SIZE, generator)
     unet.train()
     losses = mini_training.LossLog(steps, "refine")
     for step in range(1, steps + 1):
         indices = next(batches)
-        clean = means[indices] + stds[indices] * torch.randn(means[indices].shape, generator=generator)
-        noise = torch.randn(clean.shape, generator=generator)
-        timesteps = torch.randint(0, SCHEDULE["num_train_timesteps"], (len(indices),), generator=generator)
+        clean, noise, timesteps = noised_batch(latents, indices, generator)
         prompts = []
         for index, timestep in zip(indices.tolist(), timesteps.tolist(), strict=True):
             if rng.random() < CAPTION_DROPOUT:
@@ -452,16 +458,15 @@ def build_pipeline(vae, text_encoder, tokenizer, unet):
     )
 
 
-def unet_training_data(args, train_set):
+def unet_training_data(args, train_set, vae):
     """Return the tokenizer, the frozen text encoder (on ``args.device``), the scaled latent
     ``(means, stds)`` of the clean training scenes and one caption list per scene.
 
-    The latents come from the encoder of ``<output-dir>/vae``, which the decoder stage leaves unchanged.
+    The latents come from the encoder of ``vae``, which runs on its own device. The decoder
+    stage leaves that encoder unchanged.
     """
     import blip_tasks
-    from diffusers import AutoencoderKL
 
-    vae = AutoencoderKL.from_pretrained(args.output_dir / "vae").eval().to(args.device)
     tokenizer = load_tokenizer(args.clip_dir)
     text_encoder = load_text_encoder(args.clip_dir).to(args.device)
     clean = train_set.select(blip_tasks.clean_rows(train_set))
@@ -479,7 +484,9 @@ def run_unet_stage(args, train_set) -> dict:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(args.seed + 1)
-    tokenizer, text_encoder, latents, captions = unet_training_data(args, train_set)
+    vae = AutoencoderKL.from_pretrained(args.output_dir / "vae").eval().to(args.device)
+    tokenizer, text_encoder, latents, captions = unet_training_data(args, train_set, vae)
+    vae.to("cpu")
     # Built on the CPU, so that its starting weights come from the same generator on every device.
     unet = build_unet(text_encoder.config.hidden_size, args.unet_channels).to(args.device)
     stopwatch = mini_training.Stopwatch()
@@ -487,7 +494,6 @@ def run_unet_stage(args, train_set) -> dict:
     minutes = stopwatch.minutes()
     unet.to("cpu")
     text_encoder.to("cpu")
-    vae = AutoencoderKL.from_pretrained(args.output_dir / "vae")
     # A freshly loaded tokenizer: training calls leave padding and length settings in the
     # used one, which save_pretrained would write into tokenizer_config.json.
     build_pipeline(vae, text_encoder, load_tokenizer(args.clip_dir), unet).save_pretrained(args.output_dir)
@@ -506,13 +512,15 @@ def run_unet_stage(args, train_set) -> dict:
 
 def run_refine_stage(args, train_set) -> dict:
     """Refine the saved UNet with :func:`refine_unet`, overwrite its weights file and return its metrics."""
-    from diffusers import UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
 
     folder = args.output_dir / "unet"
     if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"No UNet in {folder}; run the unet stage first (--stage unet), "
-                                f"or pass --output-dir with a folder that holds one.")
-    tokenizer, text_encoder, latents, captions = unet_training_data(args, train_set)
+        raise FileNotFoundError(f"UNet not found in {folder}. Run the unet stage first (--stage unet), "
+                                f"or pass --output-dir with a folder that contains one.")
+    vae = AutoencoderKL.from_pretrained(args.output_dir / "vae").eval().to(args.device)
+    tokenizer, text_encoder, latents, captions = unet_training_data(args, train_set, vae)
+    del vae
     unet = UNet2DConditionModel.from_pretrained(folder, torch_dtype=torch.float32).to(args.device)
     stopwatch = mini_training.Stopwatch()
     history = refine_unet(unet, tokenizer, text_encoder, latents, captions, args.refine_steps, args.seed + 1)

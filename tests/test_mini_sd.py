@@ -238,7 +238,7 @@ def test_refine_stage_changes_only_the_unet(tmp_path):
 
 
 def test_refine_stage_needs_a_unet(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run the unet stage first"):
+    with pytest.raises(FileNotFoundError, match="Run the unet stage first"):
         train_mini_sd.main(["--stage", "refine", "--refine-steps", "2", "--limit", "32", "--no-eval",
                             "--output-dir", str(tmp_path)])
     with pytest.raises(ValueError, match="pass --refine-steps N"):
