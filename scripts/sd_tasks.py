@@ -22,8 +22,8 @@ NUM_INFERENCE_STEPS = 20
 GUIDANCE_SCALE = 7.5
 #: Images per class prompt in the text-to-image check, each from its own seed. The starting
 #: noise decides an image's layout, size and background, so a seed shared by every prompt
-#: repeats one layout. With seeds 0 and 1 for all 24 prompts, mini-sd scored 79%. With 96
-#: seeds, one per image, it scored 53%.
+#: repeats one layout. With seeds 0 and 1 for all 24 prompts, an earlier, narrower mini-sd scored
+#: 79%. With 96 seeds, one per image, it scored 53%.
 TEXT2IMG_IMAGES_PER_PROMPT = 4
 IMG2IMG_STRENGTHS = {"low": 0.3, "high": 0.9}
 #: Central square (pixels, half-open) that the inpainting bar repaints.

@@ -335,6 +335,9 @@ def write_card(folder: Path, metrics: dict) -> None:
     device = metrics.get("device", "cpu")
     machine = ("on the course build machine (2 CPU cores shared with another training job)" if device == "cpu"
                else f"training steps on {device}")
+    # A shipped folder that mixes releases records that in its metrics. A fresh run needs neither note.
+    unet_origin = metrics.get("unet_origin", "`mini-sd`'s UNet with `in_channels=9`")
+    shared_parts = metrics.get("shared_parts_note", "copied unchanged (see its card)")
     region_ok = metrics["inpaint_region_accuracy"] >= bars["inpaint_region_accuracy"]
     outside_ok = metrics["inpaint_outside_excess"] <= bars["inpaint_outside_excess"]
     card = f"""---
@@ -374,8 +377,8 @@ redraws the unmasked part from the masked image's latents.
 
 | part | class | notes |
 |---|---|---|
-| `unet` | `UNet2DConditionModel` | {metrics["unet_parameters"]:,} parameters; `mini-sd`'s UNet with `in_channels=9`; weights stored as float16, loaded as float32 |
-| `vae`, `text_encoder`, `tokenizer`, `scheduler` | as in `mini-sd` | copied unchanged (see its card) |
+| `unet` | `UNet2DConditionModel` | {metrics["unet_parameters"]:,} parameters; {unet_origin}; weights stored as float16, loaded as float32 |
+| `vae`, `text_encoder`, `tokenizer`, `scheduler` | as in `mini-sd` | {shared_parts} |
 
 `safety_checker` and `feature_extractor` are None and `requires_safety_checker` is false,
 as in `mini-sd`: the model can only draw coloured shapes.
