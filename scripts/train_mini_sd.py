@@ -54,7 +54,7 @@ UNET_BATCH_SIZE = 32
 #: from 53% to 63%. 3,000 more, with DECODER_LATENT_NOISE, took the wide UNet's from 72% to 76%.
 DEFAULT_DECODER_STEPS = 7600
 #: Standard deviation of the noise added to the latents in the decoder stage, as a share of their
-#: spread. A UNet's output is never exactly a latent the encoder makes. On the wide UNet, 3,000 more
+#: spread, because a UNet's output is not quite a latent the encoder would make. On the wide UNet, 3,000 more
 #: steps without noise raised the round-trip figure to 79% but lowered text-to-image from 72% to 68%;
 #: with noise 0.05 they gave 75% and 76%, with 0.1 74% and 78%.
 DECODER_LATENT_NOISE = 0.05
@@ -643,6 +643,10 @@ def write_card(folder: Path, metrics: dict) -> None:
                   "`REFINE_STEPS` in the script gives the trade-off one trial measured.")
 
     refine_memory = f"refine {memory('refine')}, " if metrics.get("refine_steps") else ""
+    # Runs from before the noise existed decoded the posterior means as they are.
+    noise = metrics.get("decoder_latent_noise", 0.0)
+    decoder_input = (f"It decodes the posterior means plus Gaussian noise of {noise:g} times their spread."
+                     if noise else "It decodes the posterior means as they are.")
 
     def verdict(passed: bool) -> str:
         return "meets the bar" if passed else "**misses the bar**"
@@ -719,8 +723,8 @@ stage reseeds itself, so split and single runs are meant to agree (no test check
    {metrics["unet_training_minutes"]} min{on_device("unet")}.
 3. `refine`: {refine}
 4. `decoder`: {metrics["decoder_steps"]} steps fine-tuning only the VAE decoder on whole images,
-   object pixels weighted 5x, so that edges come out sharper and colours truer. The encoder, and so the
-   UNet's latents, stay unchanged. {metrics["decoder_training_minutes"]} min{on_device("decoder")}.
+   object pixels weighted 5x, so that edges come out sharper and colours truer. {decoder_input}
+   The encoder, and so the UNet's latents, stay unchanged. {metrics["decoder_training_minutes"]} min{on_device("decoder")}.
 5. `eval`: the figures below, the PNG grids under `build/` and this card.
 
 {metrics.get("run_note", "")}
