@@ -55,8 +55,8 @@ UNET_BATCH_SIZE = 32
 DEFAULT_DECODER_STEPS = 7600
 #: Standard deviation of the noise added to the latents in the decoder stage, as a share of their
 #: spread, because a UNet's output is not quite a latent the encoder would make. On the wide UNet, 3,000 more
-#: steps without noise raised the round-trip figure to 79% but lowered text-to-image from 72% to 68%;
-#: with noise 0.05 they gave 75% and 76%, with 0.1 74% and 78%.
+#: steps without noise raised the round-trip figure to 79% but lowered text-to-image from 72% to 68%.
+#: With noise 0.05 they gave 75% and 76%, and with noise 0.1 74% and 78%.
 DECODER_LATENT_NOISE = 0.05
 #: UNet steps by default (--max-steps); 2,500 gave colours right but shapes as blobs.
 DEFAULT_UNET_STEPS = 6000

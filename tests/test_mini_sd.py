@@ -84,7 +84,7 @@ def test_text2img_judge_reads_drawn_scenes(text2img_metrics):
 
 def test_vae_round_trip_keeps_shapes_readable(text2img_metrics):
     # Every generated image passes the decoder, so its blur caps the text-to-image bar. A 600-step
-    # decoder left the judge 49% on these round trips; the shipped 7,600-step one leaves 75%.
+    # decoder left the judge 49% on these round trips, and the shipped 7,600-step one leaves 75%.
     assert text2img_metrics["text2img_judge_accuracy_on_vae_round_trips"] >= 0.65, text2img_metrics
 
 
