@@ -326,7 +326,7 @@ def write_card(folder: Path, metrics: dict) -> None:
     kinds = ", ".join(f"{kind} {count:,}" for kind, count in metrics["mask_kinds"].items())
     stages = metrics["stages"]
     by_background = ", ".join(f"{name} {right} of {count}"
-                              for name, (right, count) in metrics["inpaint_region_by_background"].items())
+                              for name, (right, count) in sorted(metrics["inpaint_region_by_background"].items()))
 
     def verdict(passed: bool) -> str:
         return "meets the bar" if passed else "**misses the bar**"
@@ -428,8 +428,8 @@ guidance on, {metrics["threads"]} CPU thread(s)). Peak memory of the evaluation:
 ## Limits
 
 - Repaints only the four shapes in six colours on plain backgrounds.
-- Colours come out right more often than shapes. Stars often come out as rounded blobs
-  that CLIP reads as squares, and purple is the colour most often missed.
+- Colours come out right more often than shapes. Stars and squares often come out as rounded
+  blobs that CLIP reads as circles, and purple and orange are the colours it misses.
 - Repainted objects can come out faint, most often purple ones on black or grey backgrounds.
   The black background scores lowest (see the line under the table).
 - Trained at 64x64 pixels only.
