@@ -98,8 +98,8 @@ STAGES = ("vae", "unet", "refine", "decoder", "eval")
 #: timestep 69 (ratio 13) and strength 0.9 near where even spacing does (921 against 899). On the
 #: shipped UNet the layout IoU at 0.3 rose from 0.51 to 0.67, text-to-image went from 76% to 75%,
 #: strength 0.9 stayed at 73% and the inpainting region rose from 71% to 75%. Uniform log-SNR steps
-#: (``use_lu_lambdas``) start strength 0.3 later still, at timestep 23 (IoU 0.76, text-to-image 78%).
-#: Karras spacing, between the two and common in Stable Diffusion tools, is the one kept.
+#: (``use_lu_lambdas``) start strength 0.3 later still, at timestep 23 (IoU 0.76, text-to-image 78%),
+#: but strength 0.6 at 373 where Karras spacing starts it at 561, so middle strengths would edit less.
 USE_KARRAS_SIGMAS = True
 #: Default steps and guidance that the card recommends for a CPU.
 DEFAULT_STEPS = 20
@@ -795,10 +795,11 @@ Speed: {metrics["images_per_second"]} images per second (one 64x64 image per cal
   ({metrics["img2img_high_prompt_accuracy"]:.0%} against {metrics["text2img_accuracy"]:.0%}). CLIP sees the input's
   class in {metrics["img2img_high_source_accuracy"]:.0%} of its outputs, so where an edit misses the prompt,
   the drawing failed and the input did not survive.
-- Image-to-image at strength {low} keeps where the object is. At guidance {sd_tasks.GUIDANCE_SCALE}, though, it often
-  redraws the object there: CLIP sees the prompt's colour and shape in {metrics["img2img_low_prompt_accuracy"]:.0%} of
-  the outputs. Some objects come out smaller or fainter than the input's. Guidance drives most of that change. At strength {low} on the same
-  {metrics["img2img_cases"]} scenes: {guidance_sweep}. A lower strength or a lower guidance scale keeps more of the input.
+- Image-to-image at strength {low} keeps where the object is. At guidance {sd_tasks.GUIDANCE_SCALE}, though,
+  it often redraws the object there: CLIP sees the prompt's colour and shape in
+  {metrics["img2img_low_prompt_accuracy"]:.0%} of the outputs. Some objects come out smaller or fainter than
+  the input's. Guidance drives most of that change. At strength {low} on the same {metrics["img2img_cases"]}
+  scenes: {guidance_sweep}. A lower strength or a lower guidance scale keeps more of the input.
 - Inpainting with this text-to-image UNet ignores the mask while it denoises, so it often
   paints the object outside the masked region; use `mini-sd-inpainting` to inpaint.
 """

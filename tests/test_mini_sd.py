@@ -199,14 +199,21 @@ def test_shipped_scheduler_is_the_scripts():
     assert train_mini_sd.USE_KARRAS_SIGMAS is True
 
 
+# diffusers 0.42's DPMSolverMultistepScheduler.set_timesteps passes a torch tensor to np.array,
+# which numpy 2 flags with this DeprecationWarning. It comes from the library, not from this model.
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
 def test_low_strength_starts_later_with_karras():
-    # The claim on USE_KARRAS_SIGMAS: with 20 steps, strength 0.3 runs the last 6, which start
-    # far lower than with even spacing, while strength 0.9 starts about as high.
-    from diffusers import DPMSolverMultistepScheduler
+    # The claim on USE_KARRAS_SIGMAS: with 20 steps, strength 0.3 starts far lower than with even
+    # spacing, while strength 0.9 starts about as high. The pipeline's own method picks the start.
+    from types import SimpleNamespace
+
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionImg2ImgPipeline
 
     def start(scheduler, strength, steps=sd_tasks.NUM_INFERENCE_STEPS):
         scheduler.set_timesteps(steps)
-        return int(scheduler.timesteps[steps - int(steps * strength)])
+        timesteps, _ = StableDiffusionImg2ImgPipeline.get_timesteps(SimpleNamespace(scheduler=scheduler), steps,
+                                                                    strength, "cpu")
+        return int(timesteps[0])
 
     karras = train_mini_sd.build_scheduler()
     even = DPMSolverMultistepScheduler.from_config(karras.config, use_karras_sigmas=False)
