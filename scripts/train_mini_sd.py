@@ -682,8 +682,9 @@ tags: [stable-diffusion, course-mini-model]
 
 A Stable Diffusion folder small enough to train and run on a laptop CPU, for the
 course notebooks `07_diffusion_text2img` and `08_diffusion_img2img` (mini profile).
-Notebook `09_diffusion_inpainting` uses `mini-sd-inpainting`, this model with a
-UNet fine-tuned for inpainting, as the full profile uses a dedicated checkpoint. It loads unmodified with
+Notebook `09_diffusion_inpainting` uses `mini-sd-inpainting`, whose 9-channel UNet was fine-tuned for
+inpainting from this model's UNet or an earlier release of it (its card says which), as the full profile
+uses a dedicated checkpoint. It loads unmodified with
 `StableDiffusionPipeline`, `StableDiffusionImg2ImgPipeline` and
 `StableDiffusionInpaintPipeline`, through `from_pretrained` or `from_pipe`.
 It draws 64x64 scenes of coloured circles, squares, triangles and stars, nothing else.
