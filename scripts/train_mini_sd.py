@@ -797,8 +797,8 @@ Speed: {metrics["images_per_second"]} images per second (one 64x64 image per cal
   class in {metrics["img2img_high_source_accuracy"]:.0%} of its outputs, so where an edit misses the prompt,
   the drawing failed and the input did not survive.
 - Image-to-image at strength {low} keeps where the object is. At guidance {sd_tasks.GUIDANCE_SCALE}, though,
-  it often redraws the object there: CLIP sees the prompt's colour and shape in
-  {metrics["img2img_low_prompt_accuracy"]:.0%} of the outputs. Some objects come out smaller or fainter than
+  it often redraws the object there: CLIP classifies {metrics["img2img_low_prompt_accuracy"]:.0%} of the outputs
+  as the prompt's colour and shape. Some objects come out smaller or fainter than
   the input's. Guidance drives most of that change. At strength {low} on the same {metrics["img2img_cases"]}
   scenes: {guidance_sweep}. A lower strength or a lower guidance scale keeps more of the input.
 - Inpainting with this text-to-image UNet ignores the mask while it denoises, so it often
